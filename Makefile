@@ -1,0 +1,39 @@
+# The two commands: `make run` (platform on http://localhost:8088) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint install install-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@echo ""
+	@echo "Profiling platform on http://localhost:$${PORT:-8088} (web, worker, beat)."
+	@echo "  Create a tenant and its tokens:  $(BIN)/python manage.py create_tenant 550e8400 --name Demo"
+	@echo "  An admin login:                  $(BIN)/python manage.py createsuperuser"
+	@echo "  Then try:  curl -H \"Authorization: Bearer \$$TOKEN\" -H 'X-Tenant-ID: 550e8400' http://localhost:8088/api/v1/observability/profiling/history?service=ai-service"
+	@echo ""
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .

@@ -1,0 +1,157 @@
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from tenants.models import Tenant
+
+SERVICE_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9._-]{1,128}$",
+    "A service name is 1-128 letters, digits, '.', '_' or '-'.",
+)
+
+
+class ProfileType(models.TextChoices):
+    CPU = "cpu"
+    MEMORY = "memory"
+    ALLOC = "alloc"
+    BLOCK = "block"
+    MUTEX = "mutex"
+    GOROUTINE = "goroutine"
+
+
+UNIT_BY_TYPE = {
+    ProfileType.CPU: "nanoseconds",
+    ProfileType.MEMORY: "bytes",
+    ProfileType.ALLOC: "bytes",
+    ProfileType.BLOCK: "nanoseconds",
+    ProfileType.MUTEX: "nanoseconds",
+    ProfileType.GOROUTINE: "count",
+}
+
+
+# Engines an agent may use per type; the first is the default (see profiles/agent/collectors).
+ENGINES_BY_TYPE = {
+    ProfileType.CPU: ("py-spy", "yappi"),
+    ProfileType.MEMORY: ("memray",),
+    ProfileType.ALLOC: ("memray",),
+    ProfileType.BLOCK: ("thread-sampler",),
+    ProfileType.MUTEX: ("lock-wrapper",),
+    ProfileType.GOROUTINE: ("thread-sampler",),
+}
+
+# Per-second types are compared and trended per second of wall time; memory is a level in bytes.
+PER_SECOND_TYPES = {ProfileType.CPU, ProfileType.ALLOC, ProfileType.BLOCK, ProfileType.MUTEX, ProfileType.GOROUTINE}
+
+
+class Status(models.TextChoices):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Phase(models.TextChoices):
+    """Where a `running` profile is; the seed's status stays running/completed/failed."""
+
+    WAITING = "waiting", "waiting for an agent"
+    COLLECTING = "collecting"
+    PROCESSING = "processing"
+    DONE = "done"
+
+
+def payload_path(instance: "ProfileResult", filename: str) -> str:
+    return f"profiles/{instance.tenant_id}/{instance.service}/{instance.pk}.json.gz"
+
+
+class ProfileResult(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="profiles")
+    service = models.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
+    profile_type = models.CharField(max_length=16, choices=ProfileType.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.WAITING)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    engine = models.CharField(max_length=32, blank=True)
+    sample_rate = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    requested_duration_seconds = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(3600)]
+    )
+    duration_seconds = models.FloatField(null=True, blank=True, help_text="actual seconds collected")
+    started_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the reaper fails the run if it is still running"
+    )
+    instance = models.JSONField(default=dict, blank=True, help_text="the agent instance that ran it")
+    sample_count = models.PositiveIntegerField(default=0)
+    unit = models.CharField(max_length=16, blank=True)
+    total_value = models.BigIntegerField(default=0, help_text="sum of all samples, in `unit`")
+    top_functions = models.JSONField(default=list, blank=True)
+    notes = models.JSONField(default=list, blank=True)
+    continuous = models.BooleanField(default=False)
+    continuous_slot = models.DateTimeField(null=True, blank=True)
+    payload = models.FileField(upload_to=payload_path, blank=True)
+    size_bytes = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["tenant", "service", "-started_at"], name="profile_history"),
+            models.Index(
+                fields=["tenant", "service", "profile_type", "-started_at"], name="profile_history_type"
+            ),
+            models.Index(fields=["status", "phase", "deadline_at"], name="profile_reaper"),
+            models.Index(fields=["service", "status", "phase", "started_at"], name="profile_poll"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "service", "profile_type", "continuous_slot"],
+                condition=models.Q(continuous_slot__isnull=False),
+                name="one_continuous_run_per_slot",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.service} {self.profile_type} {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+    @property
+    def effective_duration_seconds(self) -> float:
+        return self.duration_seconds if self.duration_seconds is not None else self.requested_duration_seconds
+
+    @property
+    def normalized_total(self) -> float:
+        """The total per second of wall time (bytes for memory), so windows of any length compare."""
+        if self.profile_type in PER_SECOND_TYPES:
+            return self.total_value / max(self.effective_duration_seconds, 1e-9)
+        return float(self.total_value)
+
+
+class ContinuousProfile(models.Model):
+    """One continuous-profiling configuration per tenant and service; Celery beat dispatches runs."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="continuous_profiles")
+    service = models.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
+    profile_types = models.JSONField(default=list)
+    sample_rate = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    retention_days = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(3650)]
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "service"], name="one_config_per_service"),
+        ]
+
+    def __str__(self):
+        return f"{self.service} ({', '.join(self.profile_types)})"
