@@ -1,0 +1,11 @@
+import pytest
+
+from profiling_platform.celery import app as celery_app
+
+
+@pytest.fixture
+def eager_celery():
+    """Run tasks in-process; tests that need a real worker are the e2e ones."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
