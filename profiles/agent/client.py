@@ -122,7 +122,7 @@ class PollResult:
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None  # urllib then raises the 3xx as an HTTPError
 
 
@@ -170,11 +170,15 @@ class AgentClient:
         parsed = urllib.parse.urlsplit(str(server_url).strip())
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"server URL must be http(s)://host[:port][/path], got {server_url!r}")
+        if parsed.username is not None or parsed.password is not None:
+            raise ValueError("the server URL must not contain credentials; the token authenticates")
         base_path = parsed.path.rstrip("/")
         # Accept the agent API root itself as well as the server root.
         if not base_path.endswith(API_PREFIX.rstrip("/")):
             base_path += API_PREFIX.rstrip("/")
-        self.base_url = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, base_path + "/", "", ""))
+        self.base_url = urllib.parse.urlunsplit(
+            (parsed.scheme, parsed.netloc, base_path + "/", "", "")
+        )
         self.tenant_id = _check_header_value("tenant id", str(tenant_id).strip())
         self._token = _check_header_value("token", str(token).strip())
         self.timeout = float(timeout)
@@ -186,7 +190,9 @@ class AgentClient:
 
     # -- endpoints ---------------------------------------------------------------------------
 
-    def poll(self, service: str, instance: dict[str, Any], *, timeout: float | None = None) -> PollResult:
+    def poll(
+        self, service: str, instance: dict[str, Any], *, timeout: float | None = None
+    ) -> PollResult:
         """Ask for work; the server atomically assigns a waiting run to at most one poller."""
         body = self._post_json("poll", {"service": service, "instance": instance}, timeout=timeout)
         try:
@@ -205,9 +211,13 @@ class AgentClient:
 
     def progress(self, run_id: str, fraction: float, *, timeout: float | None = None) -> None:
         fraction = min(1.0, max(0.0, float(fraction)))
-        self._post_json(f"runs/{_quote(run_id)}/progress", {"progress": round(fraction, 3)}, timeout=timeout)
+        self._post_json(
+            f"runs/{_quote(run_id)}/progress", {"progress": round(fraction, 3)}, timeout=timeout
+        )
 
-    def upload(self, run_id: str, profile: dict[str, Any] | bytes, *, timeout: float | None = None) -> None:
+    def upload(
+        self, run_id: str, profile: dict[str, Any] | bytes, *, timeout: float | None = None
+    ) -> None:
         """Upload a raw profile (a dict, or bytes already made by `encode_profile`)."""
         body = profile if isinstance(profile, bytes) else encode_profile(profile)
         self._request(
@@ -229,7 +239,9 @@ class AgentClient:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         return self._request(path, body, {"Content-Type": "application/json"}, timeout=timeout)
 
-    def _request(self, path: str, body: bytes, headers: dict[str, str], *, timeout: float | None) -> bytes:
+    def _request(
+        self, path: str, body: bytes, headers: dict[str, str], *, timeout: float | None
+    ) -> bytes:
         url = self.base_url + path
         request = urllib.request.Request(url, data=body, method="POST")
         request.add_header("Authorization", f"Bearer {self._token}")
@@ -239,13 +251,17 @@ class AgentClient:
         for name, value in headers.items():
             request.add_header(name, value)
         try:
-            with self._opener.open(request, timeout=self.timeout if timeout is None else timeout) as resp:
+            with self._opener.open(
+                request, timeout=self.timeout if timeout is None else timeout
+            ) as resp:
                 data = resp.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as exc:
             raise _error_for_status(exc, path) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise TransientError(f"POST {path}: server unreachable: {reason or type(exc).__name__}") from None
+            raise TransientError(
+                f"POST {path}: server unreachable: {reason or type(exc).__name__}"
+            ) from None
         if len(data) > MAX_RESPONSE_BYTES:
             raise ProtocolError(f"POST {path}: answer larger than {MAX_RESPONSE_BYTES} bytes")
         return data
@@ -280,7 +296,11 @@ def _error_for_status(exc: urllib.error.HTTPError, path: str) -> AgentError:
 
 
 def _parse_run(run: Any) -> RunAssignment:
-    if not isinstance(run, dict) or not isinstance(run.get("id"), str | int) or run.get("id") in ("", None):
+    if (
+        not isinstance(run, dict)
+        or not isinstance(run.get("id"), str | int)
+        or run.get("id") in ("", None)
+    ):
         raise ProtocolError("poll answer has a run without an id")
     run_id = str(run["id"])
     profile_type = run.get("profileType")
@@ -288,7 +308,9 @@ def _parse_run(run: Any) -> RunAssignment:
         raise MalformedRunError(run_id, "agent: run has no profileType")
     duration = _finite_number(run.get("durationSeconds"))
     if duration is None or duration <= 0:
-        raise MalformedRunError(run_id, f"agent: invalid durationSeconds {run.get('durationSeconds')!r}")
+        raise MalformedRunError(
+            run_id, f"agent: invalid durationSeconds {run.get('durationSeconds')!r}"
+        )
     sample_rate = _finite_number(run.get("sampleRate", 100))
     if sample_rate is None or sample_rate <= 0:
         raise MalformedRunError(run_id, f"agent: invalid sampleRate {run.get('sampleRate')!r}")

@@ -116,10 +116,15 @@ def _running_handles() -> list[AgentHandle]:
 
 
 def _stop_all_at_exit() -> None:
+    # Wait for a collection in progress to be uploaded; an idle agent only gets a moment to
+    # finish an in-flight poll, so a short script is not held up by a slow or unreachable server.
     for handle in _running_handles():
         try:
-            handle.stop(timeout=handle.config.exit_timeout)
-        except Exception:  # noqa: BLE001 - never disturb interpreter shutdown
+            busy = handle._current_run is not None
+            handle.stop(
+                timeout=handle.config.exit_timeout if busy else min(0.5, handle.config.exit_timeout)
+            )
+        except Exception:  # never disturb interpreter shutdown
             pass
 
 
@@ -131,7 +136,7 @@ def _after_fork_in_child() -> None:
     for handle in list(_active):
         try:
             handle._reinit_after_fork()
-        except Exception:  # noqa: BLE001 - a broken agent must not break the child
+        except Exception:  # a broken agent must not break the child
             log.exception("profiles agent: could not restart after fork")
 
 
@@ -149,14 +154,14 @@ def _describe(exc: BaseException) -> str:
     """A collector failure as the run's error text: CollectorError carries its reason as is."""
     text = str(exc)
     if type(exc).__name__ == "CollectorError":
-        return text or "collector failed"
+        return str(getattr(exc, "reason", "") or text or "collector failed")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _load_collector() -> tuple[CollectFn | None, str | None]:
     try:
         from .collectors import collect
-    except Exception as exc:  # noqa: BLE001 - the collectors may be missing or broken
+    except Exception as exc:  # the collectors may be missing or broken
         return None, f"agent: collectors unavailable ({type(exc).__name__}: {exc})"
     return collect, None
 
@@ -164,7 +169,7 @@ def _load_collector() -> tuple[CollectFn | None, str | None]:
 def _load_engines() -> dict[str, list[str]]:
     try:
         from .collectors import ENGINES
-    except Exception:  # noqa: BLE001
+    except Exception:
         return {}
     return _json_engines(ENGINES)
 
@@ -185,12 +190,12 @@ def _install_lock_profiler() -> None:
         except ImportError:
             log.debug("profiles agent: no lock profiler available; mutex profiles will be empty")
             return
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("profiles agent: could not import the lock profiler", exc_info=True)
         return
     try:
         install_lock_profiler()
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("profiles agent: could not install the lock profiler", exc_info=True)
 
 
@@ -208,7 +213,9 @@ class AgentHandle:
         self.config = config
         self._client = client
         self._injected_collector = collector
-        self._collector, self._collector_problem = (collector, None) if collector else _load_collector()
+        self._collector, self._collector_problem = (
+            (collector, None) if collector else _load_collector()
+        )
         self._engines = engines if engines is not None else _load_engines()
         self._host = _hostname()
         self._python = platform.python_version()
@@ -267,7 +274,7 @@ class AgentHandle:
                 return thread is None or not thread.is_alive()
             thread.join(max(0.0, timeout))
             return not thread.is_alive()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("profiles agent: error while stopping")
             return False
 
@@ -318,7 +325,7 @@ class AgentHandle:
         while not self._stop.is_set():
             try:
                 delay = self._cycle()
-            except Exception:  # noqa: BLE001 - a bug here must not kill the agent or the host
+            except Exception:  # a bug here must not kill the agent or the host
                 log.exception("profiles agent: unexpected error; backing off")
                 self._failures += 1
                 self._failures_total += 1
@@ -350,8 +357,12 @@ class AgentHandle:
                 self.config.service, self._instance(with_engines=True), timeout=self._timeout()
             )
         except AuthError as exc:
-            self._note_failure(exc, logging.ERROR, "the server rejected the agent token; check "
-                               "PROFILING_TOKEN (an agent-scoped token) and PROFILING_TENANT_ID")
+            self._note_failure(
+                exc,
+                logging.ERROR,
+                "the server rejected the agent token; check "
+                "PROFILING_TOKEN (an agent-scoped token) and PROFILING_TENANT_ID",
+            )
             return self._cap_delay()
         except MalformedRunError as exc:
             self._note_success()
@@ -368,7 +379,9 @@ class AgentHandle:
         if result.run is None:
             return self._poll_delay(result.poll_after_seconds)
         if self._stop.is_set():
-            self._fail(result.run.id, "agent: the profiled process exited before collection started")
+            self._fail(
+                result.run.id, "agent: the profiled process exited before collection started"
+            )
             return 0.0
         self._serve(result.run)
         return 0.0  # another run may already be waiting (continuous profiles)
@@ -424,6 +437,12 @@ class AgentHandle:
             timeout = min(timeout, max(0.2, deadline - time.monotonic()))
         return timeout
 
+    def _progress_wait(self) -> float:
+        # While stopping, look more often so the partial profile is uploaded within the budget.
+        if self._stop.is_set():
+            return min(self.config.progress_seconds, 0.1)
+        return self.config.progress_seconds
+
     def _past_stop_deadline(self) -> bool:
         deadline = self._stop_deadline
         return deadline is not None and time.monotonic() >= deadline
@@ -433,7 +452,11 @@ class AgentHandle:
     def _serve(self, run: RunAssignment) -> None:
         log.info(
             "profiles agent: collecting run %s (%s, %ss at %s Hz, engine=%s)",
-            run.id, run.profile_type, run.duration_seconds, run.sample_rate, run.engine or "default",
+            run.id,
+            run.profile_type,
+            run.duration_seconds,
+            run.sample_rate,
+            run.engine or "default",
         )
         self._current_run = run.id
         try:
@@ -483,7 +506,7 @@ class AgentHandle:
                     stop_event=stop_event,
                     progress=on_progress,
                 )
-            except BaseException as exc:  # noqa: BLE001 - reported as the run's failure
+            except BaseException as exc:  # reported as the run's failure
                 outcome["error"] = exc
             finally:
                 done.set()
@@ -493,11 +516,12 @@ class AgentHandle:
         started = time.monotonic()
         thread.start()
 
-        deadline = started + run.duration_seconds + max(COLLECT_GRACE_SECONDS, run.duration_seconds / 2)
+        deadline = (
+            started + run.duration_seconds + max(COLLECT_GRACE_SECONDS, run.duration_seconds / 2)
+        )
         hard_deadline: float | None = None
         timed_out = cancelled = False
-        while not done.wait(min(self.config.progress_seconds, 0.25) if self._stop.is_set()
-                            else self.config.progress_seconds):
+        while not done.wait(self._progress_wait()):
             now = time.monotonic()
             if self._stop.is_set():
                 stop_event.set()
@@ -505,7 +529,9 @@ class AgentHandle:
                     return  # exiting: abandon the run, the server's reaper will fail it
                 continue
             if now >= deadline and hard_deadline is None:
-                log.warning("profiles agent: run %s overran its window; stopping the collector", run.id)
+                log.warning(
+                    "profiles agent: run %s overran its window; stopping the collector", run.id
+                )
                 timed_out = True
                 stop_event.set()
                 hard_deadline = now + HARD_STOP_SECONDS
@@ -559,7 +585,10 @@ class AgentHandle:
             try:
                 self._client.upload(run.id, body, timeout=self._timeout(self.config.upload_timeout))
             except PayloadTooLargeError as exc:
-                self._fail(run.id, f"agent: profile too large for the server ({len(body)} bytes gzipped; {exc})")
+                self._fail(
+                    run.id,
+                    f"agent: profile too large for the server ({len(body)} bytes gzipped; {exc})",
+                )
                 return
             except (ConflictError, NotFoundError) as exc:
                 log.warning("profiles agent: run %s no longer accepts an upload: %s", run.id, exc)
@@ -574,7 +603,9 @@ class AgentHandle:
                 return
             except TransientError as exc:
                 last = exc
-                log.warning("profiles agent: upload of run %s failed (attempt %d): %s", run.id, attempt, exc)
+                log.warning(
+                    "profiles agent: upload of run %s failed (attempt %d): %s", run.id, attempt, exc
+                )
                 if self._stop.is_set():
                     break
                 wait = min(self.config.backoff_cap, self.config.backoff_base * 2 ** (attempt - 1))
@@ -636,7 +667,9 @@ def start(
         tenant_id=client.tenant_id,
         poll_seconds=poll,
         progress_seconds=max(0.01, float(progress_seconds)),
-        backoff_base=max(MIN_POLL_SECONDS, float(backoff_base if backoff_base is not None else poll)),
+        backoff_base=max(
+            MIN_POLL_SECONDS, float(backoff_base if backoff_base is not None else poll)
+        ),
         backoff_cap=max(MIN_POLL_SECONDS, float(backoff_cap)),
         request_timeout=float(request_timeout),
         upload_timeout=float(upload_timeout),
@@ -692,7 +725,10 @@ def start_from_env(environ: Mapping[str, str] | None = None, **options: Any) -> 
             if not math.isfinite(poll_seconds) or poll_seconds <= 0:
                 raise ValueError(raw_poll)
         except ValueError:
-            log.warning("profiles agent: PROFILING_POLL_SECONDS=%r is not a positive number; using 5", raw_poll)
+            log.warning(
+                "profiles agent: PROFILING_POLL_SECONDS=%r is not a positive number; using 5",
+                raw_poll,
+            )
             poll_seconds = 5.0
     try:
         return start(
@@ -703,6 +739,6 @@ def start_from_env(environ: Mapping[str, str] | None = None, **options: Any) -> 
             poll_seconds,
             **options,
         )
-    except Exception as exc:  # noqa: BLE001 - the host must start even if the agent cannot
+    except Exception as exc:  # the host must start even if the agent cannot
         log.error("profiles agent not started: %s", exc)
         return None
