@@ -29,7 +29,7 @@ run: install
 	@echo "  An admin login:                  $(BIN)/python manage.py createsuperuser"
 	@echo "  Then try:  curl -H \"Authorization: Bearer \$$TOKEN\" -H 'X-Tenant-ID: 550e8400' http://localhost:8088/api/v1/observability/profiling/history?service=ai-service"
 	@echo ""
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $${PORT:-8088}
 
 test: install-test
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -133,12 +134,13 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = DATA_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_SERIALIZER = "json"
@@ -170,6 +172,16 @@ CELERY_BEAT_SCHEDULE = {
     "reap-overdue-runs": {
         "task": "profiles.tasks.reap_overdue_runs",
         "schedule": timedelta(seconds=PROFILING_REAPER_PERIOD_SECONDS),
+    },
+    "dispatch-continuous-profiles": {
+        "task": "profiles.tasks.dispatch_continuous_profiles",
+        "schedule": timedelta(seconds=PROFILING_CONTINUOUS_PERIOD_SECONDS),
+        # A tick still queued when the next one is due is dropped: that slot is gone.
+        "options": {"expires": PROFILING_CONTINUOUS_PERIOD_SECONDS},
+    },
+    "purge-expired-profiles": {
+        "task": "profiles.tasks.purge_expired_profiles",
+        "schedule": crontab(hour=3, minute=17),
     },
 }
 
