@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .flamegraph import DEFAULT_MAX_NODES, add_base, build_tree, render_tree
+from .flamegraph import DEFAULT_MAX_NODES, build_flame_tree
 from .model import FrameKey, Profile
 from .summary import self_values
 
@@ -37,8 +37,7 @@ def normalization_scale(profile: Profile) -> float | None:
 def _check_comparable(base: Profile, comparison: Profile) -> None:
     if base.profile_type != comparison.profile_type:
         raise IncomparableProfiles(
-            f"cannot compare a {base.profile_type} profile with a "
-            f"{comparison.profile_type} profile"
+            f"cannot compare a {base.profile_type} profile with a {comparison.profile_type} profile"
         )
 
 
@@ -153,13 +152,10 @@ def differential_tree(
     normalized base total.
     """
     _check_comparable(base, comparison)
-    root = build_tree(comparison)
-    add_base(root, comparison, base)
-    return render_tree(
-        root,
-        comparison.function_table[0],
+    return build_flame_tree(
+        comparison,
         max_nodes,
         scale=normalization_scale(comparison),
-        with_base=True,
+        base=base,
         base_scale=normalization_scale(base),
     )

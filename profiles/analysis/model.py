@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 FORMAT = "pyprof-raw/1"
 
@@ -31,8 +31,10 @@ ENGINES = frozenset({"py-spy", "yappi", "memray", "lock-wrapper", "thread-sample
 MAX_FRAMES = 200_000
 MAX_SAMPLES = 500_000
 MAX_STACK_DEPTH = 512
+MAX_INT64 = 2**63 - 1  # pprof stores values as int64; larger numbers are garbage anyway
 
 FrameKey = tuple[str, str, int]
+_N = TypeVar("_N", int, float)
 
 
 class InvalidProfile(ValueError):
@@ -121,7 +123,9 @@ class Profile:
             "durationSeconds": self.duration_seconds,
             "sampleRate": self.sample_rate,
             "sampleCount": self.sample_count,
-            "frames": [{"function": f.function, "file": f.file, "line": f.line} for f in self.frames],
+            "frames": [
+                {"function": f.function, "file": f.file, "line": f.line} for f in self.frames
+            ],
             "samples": [
                 {"stack": list(s.stack), "value": s.value, "count": s.count, "thread": s.thread}
                 for s in self.samples
@@ -152,7 +156,9 @@ def gunzip_capped(data: bytes, max_bytes: int) -> bytearray:
                 chunk = inflater.decompress(pending, max_bytes + 1 - len(out))
                 out += chunk
                 if len(out) > max_bytes:
-                    raise InvalidProfile(f"decompressed size exceeds the limit of {max_bytes} bytes")
+                    raise InvalidProfile(
+                        f"decompressed size exceeds the limit of {max_bytes} bytes"
+                    )
                 pending = inflater.unconsumed_tail
                 if not chunk and not pending:
                     raise InvalidProfile("truncated gzip data")
@@ -215,7 +221,18 @@ def _string(obj: Mapping[str, Any], key: str, where: str = "") -> str:
     value = _require(obj, key, where)
     if not isinstance(value, str):
         raise InvalidProfile(f"{where}{key}: expected a string, got {_type_name(value)}")
+    if "\x00" in value or not (value.isascii() or _encodable(value)):
+        # Neither PostgreSQL JSON nor protobuf strings can hold these.
+        raise InvalidProfile(f"{where}{key}: contains a NUL character or invalid Unicode")
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. from a "\ud800" JSON escape
+        return False
+    return True
 
 
 def _choice(obj: Mapping[str, Any], key: str, choices: Iterable[str]) -> str:
@@ -230,8 +247,14 @@ def _non_negative_int(obj: Mapping[str, Any], key: str, where: str = "") -> int:
     value = _require(obj, key, where)
     if not _is_int(value):
         raise InvalidProfile(f"{where}{key}: expected an integer, got {_type_name(value)}")
+    return _in_range(value, key, where)
+
+
+def _in_range(value: _N, key: str, where: str) -> _N:
     if value < 0:
         raise InvalidProfile(f"{where}{key}: must be >= 0, got {value}")
+    if value > MAX_INT64:
+        raise InvalidProfile(f"{where}{key}: must be <= {MAX_INT64}, got {value}")
     return value
 
 
@@ -239,9 +262,7 @@ def _non_negative_number(obj: Mapping[str, Any], key: str, where: str = "") -> i
     value = _require(obj, key, where)
     if not _is_number(value):
         raise InvalidProfile(f"{where}{key}: expected a finite number, got {_type_name(value)}")
-    if value < 0:
-        raise InvalidProfile(f"{where}{key}: must be >= 0, got {value}")
-    return value
+    return _in_range(value, key, where)
 
 
 def _array(obj: Mapping[str, Any], key: str, limit: int) -> list[Any]:
@@ -262,7 +283,9 @@ def _parse_frames(raw_frames: list[Any]) -> list[Frame]:
         function = _string(item, "function", where)
         if not function:
             raise InvalidProfile(f"{where}function: must not be empty")
-        frames.append(Frame(function, _string(item, "file", where), _non_negative_int(item, "line", where)))
+        frames.append(
+            Frame(function, _string(item, "file", where), _non_negative_int(item, "line", where))
+        )
     return frames
 
 
