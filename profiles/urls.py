@@ -3,5 +3,13 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
+    path("", views.profile_list, name="profile-list"),
+    path("profiles/start", views.profile_start, name="profile-start-page"),
+    path("profiles/<uuid:pk>/", views.profile_detail, name="profile-page"),
+    path("profiles/<uuid:pk>/status", views.profile_status, name="profile-status"),
+    path("profiles/<uuid:pk>/download/<str:fmt>", views.profile_download, name="profile-download"),
+    path("compare/", views.compare, name="compare"),
+    path("history/<str:tenant>/<str:service>/", views.history, name="history"),
+    path("continuous/", views.continuous, name="continuous"),
     path("flamegraph/<str:token>/", views.shared_flamegraph, name="flamegraph-shared"),
 ]

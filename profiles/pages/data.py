@@ -1,0 +1,102 @@
+"""A stored profile's analysis data for the pages: flame graphs and comparisons, cached per process."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..analysis.compare import compare_profiles, differential_tree, normalization_scale
+from ..analysis.flamegraph import flame_tree
+from ..analysis.model import Profile
+from ..models import ProfileResult
+from ..selectors import ProfileNotReady, profile_load_analysis
+from .flamegraph import FlameGraph, render_flamegraph
+
+
+class ProfileDataUnavailable(Exception):
+    """The profile has no readable analysis data; the message says why, for the page."""
+
+
+def load_profile_analysis(profile: ProfileResult) -> Profile:
+    """The profile's stored payload as an analysis `Profile` (the selectors' reader).
+
+    Not completed, no file, or a payload that no longer validates: ProfileDataUnavailable.
+    """
+    try:
+        return profile_load_analysis(profile=profile)
+    except ProfileNotReady as exc:
+        raise ProfileDataUnavailable(str(exc)) from exc
+    except OSError as exc:
+        raise ProfileDataUnavailable(f"the stored data of profile {profile.pk} could not be read") from exc
+
+
+# --- flame graphs, cached per process -------------------------------------------------------------
+
+# Building a flame graph reads and parses the payload and lays out up to MAX_NODES nodes
+# (about half a second for a profile with 10,000 functions); a completed profile never
+# changes, so the last few graphs are kept per process.
+MAX_NODES = 20_000
+_CACHE_SIZE = 8
+T = TypeVar("T")
+_cache: OrderedDict[tuple, Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple, build: Callable[[], T]) -> T:
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    graph = build()
+    with _cache_lock:
+        _cache[key] = graph
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return graph
+
+
+def _version(profile: ProfileResult) -> tuple:
+    return (str(profile.pk), profile.completed_at.isoformat() if profile.completed_at else "", profile.size_bytes)
+
+
+def profile_flamegraph(profile: ProfileResult) -> FlameGraph:
+    """The profile's flame graph (raises ProfileDataUnavailable)."""
+
+    def build() -> FlameGraph:
+        analysis = load_profile_analysis(profile)
+        return render_flamegraph(flame_tree(analysis, max_nodes=MAX_NODES), unit=analysis.unit)
+
+    return _cached(("flame", *_version(profile)), build)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    result: dict
+    graph: FlameGraph
+    unit: str
+    per_second: bool
+
+
+def profiles_comparison(base: ProfileResult, comparison: ProfileResult) -> Comparison:
+    """Regressions, improvements and the differential flame graph of two profiles.
+
+    Raises ProfileDataUnavailable (either side unreadable) or IncomparableProfiles.
+    """
+
+    def build() -> Comparison:
+        before = load_profile_analysis(base)
+        after = load_profile_analysis(comparison)
+        result = compare_profiles(before, after)
+        per_second = normalization_scale(after) is not None
+        graph = render_flamegraph(
+            differential_tree(before, after, max_nodes=MAX_NODES),
+            unit=after.unit,
+            per_second=per_second,
+            differential=True,
+        )
+        return Comparison(result=result, graph=graph, unit=after.unit, per_second=per_second)
+
+    return _cached(("compare", *_version(base), *_version(comparison)), build)

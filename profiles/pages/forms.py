@@ -1,0 +1,62 @@
+"""Forms of the pages. Choices of tenants come from `access`, so a form cannot reach another tenant."""
+
+from django import forms
+
+from ..models import SERVICE_VALIDATOR, ProfileType, Status
+from .access import tenants_for_user
+
+TYPE_CHOICES = [(value, value) for value in ProfileType.values]
+
+
+class StartProfileForm(forms.Form):
+    tenant = forms.ModelChoiceField(queryset=None, empty_label=None)
+    service = forms.CharField(
+        max_length=128,
+        validators=[SERVICE_VALIDATOR],
+        widget=forms.TextInput(attrs={"placeholder": "ai-service", "list": "known-services", "autocomplete": "off"}),
+    )
+    profile_type = forms.ChoiceField(label="Type", choices=TYPE_CHOICES, initial=ProfileType.CPU)
+    duration_seconds = forms.IntegerField(label="Duration (s)", min_value=1, max_value=3600, initial=10)
+    sample_rate = forms.IntegerField(label="Rate (Hz)", min_value=1, max_value=1000, initial=100)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        tenants = tenants_for_user(user)
+        self.fields["tenant"].queryset = tenants
+        if len(tenants) == 1:
+            self.fields["tenant"].initial = tenants[0]
+            self.fields["tenant"].widget = forms.HiddenInput()
+
+
+class ProfileFilterForm(forms.Form):
+    """The list's filters (GET); every field optional, unknown values simply match nothing."""
+
+    tenant = forms.ChoiceField(required=False)
+    service = forms.CharField(
+        required=False, max_length=128,
+        widget=forms.TextInput(attrs={"placeholder": "any service", "list": "known-services"}),
+    )
+    profile_type = forms.ChoiceField(label="Type", required=False, choices=[("", "any type"), *TYPE_CHOICES])
+    status = forms.ChoiceField(required=False, choices=[("", "any status"), *((s, s) for s in Status.values)])
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        tenants = list(tenants_for_user(user).values_list("external_id", flat=True))
+        self.fields["tenant"].choices = [("", "all tenants"), *((t, t) for t in tenants)]
+        self.show_tenant = len(tenants) > 1
+        if not self.show_tenant:
+            self.fields["tenant"].widget = forms.HiddenInput()
+
+    def filter(self, queryset):
+        if not self.is_valid():
+            return queryset.none()
+        data = self.cleaned_data
+        if data.get("tenant"):
+            queryset = queryset.filter(tenant__external_id=data["tenant"])
+        if data.get("service"):
+            queryset = queryset.filter(service=data["service"].strip())
+        if data.get("profile_type"):
+            queryset = queryset.filter(profile_type=data["profile_type"])
+        if data.get("status"):
+            queryset = queryset.filter(status=data["status"])
+        return queryset
