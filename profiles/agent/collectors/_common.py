@@ -129,7 +129,9 @@ class ProfileBuilder:
 
     # -- samples ----------------------------------------------------------------------------
     def add(self, stack: tuple[int, ...], value: int | float, count: int, thread: str) -> None:
-        if len(stack) > MAX_DEPTH:
+        if not stack:
+            stack = (self.frame_marker("(no Python frames)"),)
+        elif len(stack) > MAX_DEPTH:
             marker = self.frame_marker("(stack truncated)")
             keep_leaf = MAX_DEPTH - _KEEP_ROOT - 1
             stack = stack[:_KEEP_ROOT] + (marker,) + stack[-keep_leaf:]
@@ -171,7 +173,7 @@ class ProfileBuilder:
             "unit": UNITS[self.profile_type],
             "startedAt": round(started_at, 3),
             "durationSeconds": round(max(duration_seconds, 0.0), 3),
-            "sampleRate": self.sample_rate,
+            "sampleRate": int(round(self.sample_rate)),  # an integer (Hz) in the raw format
             "sampleCount": int(sample_count),
             "frames": self.frames,
             "samples": samples,

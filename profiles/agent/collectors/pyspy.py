@@ -1,22 +1,36 @@
 """CPU profile by py-spy sampling this very process from a child process.
 
 Why py-spy: it reads the interpreter's memory from outside, without needing the GIL, so its
-samples land where the CPU really is. A sampler living inside the process only runs when it
-gets the GIL and was measured to put 0 % into pure-Python code that took ~30 % of the CPU
-(shared/PROFILERS.md). py-spy agreed with a program's own ``time.thread_time()`` accounting
-within a few points (tests/agent/test_cpu_ground_truth.py checks this on every run).
+samples land where the threads really are. A sampler living inside the process only runs when
+it gets the GIL and was measured to put 0 % into pure-Python code that took ~30 % of the CPU
+(shared/PROFILERS.md). ``--gil`` is not used: it drops C code that releases the GIL (a sha256
+loop showed 0 % instead of ~20 %).
 
-Mode: py-spy's default *blocking* mode briefly stops the process for each sample so the stack
-it reads is consistent; ``--nonblocking`` reads while the process runs. Measured here (2 cores,
-100 Hz, benchmarks/agent_overhead.py and the ground-truth program) -- see BLOCKING below for
-the figures and the choice. Idle threads (sleeping, waiting on a lock or for the GIL) are left
-out by py-spy (no ``--idle``), which is exactly "on-CPU time"; ``--gil`` is not used because it
-drops C code that releases the GIL (a sha256 loop showed 0 % instead of ~20 %).
+py-spy decides *where*, the thread's CPU clock decides *how much*. py-spy leaves out idle
+threads by reading ``/proc/<tid>/stat``, and state R means running *or runnable*: a thread that
+waits for a core, or has just been woken to take the GIL, counts as running. Measured on a
+loaded 2-core machine: threads contending for the GIL were in state R 54-73 % of the time while
+on a CPU 6-19 %; charging 1/rate seconds per sample turned 3.7 s of real CPU into 12.7 s and
+gave a thread that mostly sleeps 12 % of the profile instead of 1 %. So each thread's samples
+share that thread's measured CPU time over the window (``/proc/self/task/<tid>/schedstat``,
+read about once a second so threads that exit keep their last figure). Per-thread totals are
+then exact; only the split inside a thread comes from sampling, and it still leans towards
+the places where the thread waits for the GIL. tests/agent/test_cpu_ground_truth.py holds
+the result to within 5 points of the program's own ``time.thread_time()`` accounting.
+
+Mode: ``--nonblocking``. The default blocking mode ptrace-stops every thread for every sample
+(100 times a second); blocking system calls are interrupted and restarted each time, which
+made sleeping threads look running (a thread asleep in 0.5 s sleeps was "active" in 41 of 200
+samples blocking, 0 of 200 non-blocking), and a stop signal can make some calls (epoll_wait,
+semop, ...) fail with EINTR in C code that does not retry (signal(7)). The target's own CPU
+overhead of both modes was below this machine's noise (see benchmarks/agent_overhead.py,
+``--design``); accuracy against the ground truth was the same. The price is the occasional
+torn stack read while the process runs: py-spy drops those it detects (counted in the notes).
 
 Self-attach: on kernels with Yama ``ptrace_scope = 1`` a process may only be traced by its
 ancestors or by a tracer it declared; py-spy is our child, so we declare ourselves with
 ``prctl(PR_SET_PTRACER, own pid)`` -- Yama then accepts any descendant of ours -- for the
-length of the window only.
+length of the window only (not testable on this machine, which has no Yama).
 """
 
 from __future__ import annotations
@@ -45,9 +59,8 @@ from ._common import (
 
 ENGINE = "py-spy"
 
-#: Blocking (consistent stacks) or --nonblocking. See the module docstring and the report of
-#: benchmarks/agent_overhead.py: the choice is recorded in the profile's notes.
-BLOCKING = True
+#: py-spy's blocking mode (stop the process per sample) or --nonblocking; see the docstring.
+BLOCKING = False
 
 _FRAME_RE = re.compile(r"^(?P<function>.*?) \((?P<file>.*):(?P<line>\d+)\)$")
 _THREAD_RE = re.compile(r"^thread \((?P<tid>0x[0-9a-fA-F]+|\d+)\)(?:: (?P<name>.*))?$")
@@ -86,6 +99,11 @@ def _set_ptracer(pid: int) -> bool:
         return False
 
 
+def _refused(output: str) -> bool:
+    text = output.lower()
+    return "permission" in text or "not permitted" in text or "ptrace" in text
+
+
 def _fix_hint(output: str) -> str:
     scope = _ptrace_scope()
     hint = (
@@ -100,6 +118,52 @@ def _fix_hint(output: str) -> str:
             hint = ("py-spy cannot attach: kernel.yama.ptrace_scope is 3 (ptrace disabled until "
                     "reboot)")
     return f"{hint}; or use engine \"yappi\" (slower, no ptrace needed). py-spy said: {output}"
+
+
+class _ThreadCpu:
+    """CPU nanoseconds per native thread id over the window, from
+    ``/proc/self/task/<tid>/schedstat`` (first field: time on a CPU, ns).
+
+    Read at the start, about once a second (so a thread that exits mid-window keeps its last
+    reading) and at the end. A thread first seen after the start was created in the window,
+    so its whole CPU time counts.
+    """
+
+    def __init__(self) -> None:
+        self.base: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self.available = False
+        self._last_read = 0.0
+
+    @staticmethod
+    def _read_all() -> dict[int, int]:
+        out = {}
+        try:
+            tids = os.listdir("/proc/self/task")
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat", "rb") as handle:
+                    out[int(tid)] = int(handle.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    def start(self) -> None:
+        self.base = self._read_all()
+        self.last = dict(self.base)
+        self.available = bool(self.base)
+        self._last_read = time.perf_counter()
+
+    def update(self, every: float = 1.0) -> None:
+        now = time.perf_counter()
+        if self.available and now - self._last_read >= every:
+            self._last_read = now
+            self.last.update(self._read_all())
+
+    def used_ns(self, tid: int) -> int:
+        return max(0, self.last.get(tid, 0) - self.base.get(tid, 0))
 
 
 class _OutputReader(threading.Thread):
@@ -167,6 +231,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
     proc = None
     try:
         _note_threads(agent_tids, names_by_tid)
+        agent_tids.add(threading.get_native_id())  # the collecting thread is the agent's
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -179,28 +244,44 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
             _stop(proc, 2.0)
             reader.join(2.0)
             output = reader.text() or f"exit status {proc.returncode}"
-            if proc.returncode not in (None, 0) and "ermission" in output:
+            if proc.returncode not in (None, 0) and _refused(output):
                 raise CollectorError(_fix_hint(output))
             raise CollectorError(f"py-spy did not start sampling: {output}")
         window.start(reader.started_at, reader.started_perf)  # what py-spy really sampled
-        window.wait(until=lambda: proc.poll() is not None)
+        cpu = _ThreadCpu()
+        cpu.start()
+
+        def finished() -> bool:
+            cpu.update()
+            return proc.poll() is not None
+
+        window.wait(until=finished)
+        cpu.update(every=0.0)
         _note_threads(agent_tids, names_by_tid)
         ended = time.perf_counter()
         _stop(proc, grace=30.0)
         reader.join(5.0)
         if proc.returncode not in (0, -signal.SIGINT, 130):
             output = reader.text()
-            if "ermission" in output:
+            if _refused(output):
                 raise CollectorError(_fix_hint(output))
             raise CollectorError(f"py-spy failed with status {proc.returncode}: {output}")
         builder = ProfileBuilder(profile_type, ENGINE, rate)
-        samples = _parse(out_path, builder, rate_hz, agent_tids, names_by_tid)
+        samples = _parse(out_path, builder, rate_hz, agent_tids, names_by_tid,
+                         cpu if cpu.available else None)
         errors = re.search(r"Errors: (\d+)", reader.text())
-        builder.notes.append(
-            f"py-spy {'blocking' if BLOCKING else '--nonblocking'} sampling at {rate_hz} Hz; "
-            "each sample of a running thread counts 1/rate seconds of CPU; idle threads "
-            "(sleeping, waiting on locks, I/O or the GIL) are not sampled"
-        )
+        mode = "blocking" if BLOCKING else "--nonblocking"
+        if cpu.available:
+            builder.notes.append(
+                f"py-spy {mode} sampling at {rate_hz} Hz decides where each thread's CPU went; "
+                "how much CPU each thread used is its own CPU clock over the window, shared "
+                "among its samples (py-spy counts runnable threads waiting for a core as "
+                "running, which inflates busy machines)")
+        else:
+            builder.notes.append(
+                f"py-spy {mode} sampling at {rate_hz} Hz; each sample of a running thread "
+                "counts 1/rate seconds (per-thread CPU clocks unavailable: values can exceed "
+                "the real CPU time when threads wait for a core)")
         if errors and int(errors.group(1)):
             builder.notes.append(f"py-spy could not read {errors.group(1)} samples")
         return builder.result(started_at=window.started_at,
@@ -227,29 +308,32 @@ def _note_threads(agent_tids: set[int], names_by_tid: dict[int, str]) -> None:
 
 
 def _parse(path: str, builder: ProfileBuilder, rate_hz: int, agent_tids: set[int],
-           names_by_tid: dict[int, str]) -> int:
+           names_by_tid: dict[int, str], cpu: _ThreadCpu | None) -> int:
     """Folded lines ``thread (tid): name;func (file:line);... count`` -> samples; returns the
-    number of samples kept. Streams the file so memory follows distinct stacks, not lines."""
-    ns_per_sample = 1e9 / rate_hz
+    number of samples kept. Streams the file and aggregates per (thread, stack), so memory
+    follows distinct stacks, not lines.
+
+    With ``cpu``, each thread's samples share that thread's measured CPU time in proportion
+    to their counts; without it a sample is worth 1/rate seconds.
+    """
     frame_cache: dict[str, int] = {}
-    kept = 0
+    counts: dict[tuple[int, str, tuple[int, ...]], int] = {}
+    per_thread: dict[int, int] = {}
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
-            line = line.rstrip("\n")
-            folded, _, count_text = line.rpartition(" ")
+            folded, _, count_text = line.rstrip("\n").rpartition(" ")
             if not folded or not count_text.isdigit():
                 continue
             count = int(count_text)
             parts = folded.split(";")
-            thread = "unknown"
+            tid, thread = -1, "unknown"
             match = _THREAD_RE.match(parts[0])
             if match:
                 parts = parts[1:]
                 tid = int(match.group("tid"), 0)
-                name = match.group("name") or names_by_tid.get(tid) or f"thread-{tid}"
-                if tid in agent_tids or is_agent_thread(name):
+                thread = match.group("name") or names_by_tid.get(tid) or f"thread-{tid}"
+                if tid in agent_tids or is_agent_thread(thread):
                     continue
-                thread = name
             stack = []
             for part in parts:
                 index = frame_cache.get(part)
@@ -264,6 +348,24 @@ def _parse(path: str, builder: ProfileBuilder, rate_hz: int, agent_tids: set[int
                 stack.append(index)
             if not stack:
                 continue
-            builder.add(tuple(stack), count * ns_per_sample, count, thread)
-            kept += count
-    return kept
+            key = (tid, thread, tuple(stack))
+            counts[key] = counts.get(key, 0) + count
+            per_thread[tid] = per_thread.get(tid, 0) + count
+    ns_per_sample = 1e9 / rate_hz
+    for (tid, thread, stack), count in counts.items():
+        if cpu is not None and tid >= 0:
+            value = cpu.used_ns(tid) * count / per_thread[tid]
+        else:
+            value = count * ns_per_sample
+        builder.add(stack, value, count, thread)
+    if cpu is not None:
+        # Python threads that used CPU in the window but were never caught running
+        marker = None
+        for tid, name in names_by_tid.items():
+            if tid in per_thread or tid in agent_tids or is_agent_thread(name):
+                continue
+            used = cpu.used_ns(tid)
+            if used >= ns_per_sample / 2:
+                marker = marker or builder.frame_marker("(CPU between samples)")
+                builder.add((marker,), used, 0, name)
+    return sum(per_thread.values())

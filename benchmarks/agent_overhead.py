@@ -1,0 +1,306 @@
+"""How much each profile type slows a service-like workload down.
+
+    .venv/bin/python benchmarks/agent_overhead.py [--rounds 5] [--scale 1.0] [--only cpu,mutex]
+                                                  [--design]
+
+Every run is a fresh interpreter (``--child CONFIG``) doing the same fixed amount of work in
+six threads: recursive templating and fib (pure Python), json/re/sha256, allocation churn
+with a bounded cache, two threads contending a lock with ``with lock:``, and a thread of 1 ms
+sleeps. A profiled run starts the collector in an agent thread, gives it a second to attach,
+runs the workload, then stops the collector (``stop_event``); an unprofiled run waits the same
+second. The configurations are interleaved round by round (rotating order, the unprofiled run
+twice per round) so drifting machine load hits them alike. Each run is divided by the mean of
+its round's unprofiled runs, and the median of those paired ratios is printed, for wall time
+and for the process's CPU seconds over the workload. The agent's work after the window
+(reading memray's file, parsing py-spy's output, rebuilding yappi's stacks) and py-spy's own CPU
+(another process) are reported separately: they cost the host CPU but do not slow the work.
+
+With ``--design``, extra rows justify design choices: ``cpu-blocking`` (py-spy pausing the
+process per sample), ``memory-exact`` (memray with trace_python_allocators), ``mutex-idle``
+(lock wrapper installed but not recording: the price every process pays once the agent
+starts), ``memory-aggregated`` (memray's aggregated file format).
+
+Never fails: a configuration that errors is reported as such and the script exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+# name -> (profile type or None, engine, collector module tweaks, install lock wrapper first)
+CONFIGS: dict[str, tuple[str | None, str | None, dict, bool]] = {
+    "unprofiled": (None, None, {}, False),
+    "cpu": ("cpu", "py-spy", {}, False),
+    "cpu-yappi": ("cpu", "yappi", {}, False),
+    "memory": ("memory", "memray", {}, False),
+    "alloc": ("alloc", "memray", {}, False),
+    "block": ("block", None, {}, False),
+    "mutex": ("mutex", None, {}, True),
+    "goroutine": ("goroutine", None, {}, False),
+}
+DESIGN_CONFIGS: dict[str, tuple[str | None, str | None, dict, bool]] = {
+    "cpu-blocking": ("cpu", "py-spy", {"pyspy.BLOCKING": True}, False),
+    "memory-exact": ("memory", "memray", {"memray_mem.TRACE_PYTHON_ALLOCATORS": True}, False),
+    "memory-aggregated": ("memory", "memray", {"memray_mem.AGGREGATED": True}, False),
+    "mutex-idle": (None, None, {}, True),
+}
+ALL_CONFIGS = CONFIGS | DESIGN_CONFIGS
+TARGETS = {"cpu": 1.03, "block": 1.05, "goroutine": 1.05, "mutex": 1.3, "memory": 1.5,
+           "alloc": 1.5}
+BASELINE = "unprofiled"
+# yappi slows this workload ~10x: it does a quarter of the work and its times are scaled up
+# (the work is a fixed number of iterations, so time grows linearly with it)
+SCALE = {"cpu-yappi": 0.25}
+SAMPLE_RATE = 100
+ATTACH_SECONDS = 1.0
+
+
+# --- the workload ---------------------------------------------------------------------------
+TEMPLATE = {"page": {"title": "Orders", "rows": [{"id": i, "cells": [f"c{j}" for j in range(6)]}
+                                                 for i in range(12)], "footer": {"n": 12}}}
+DOC = {"orders": [{"id": i, "customer": f"user-{i}", "total": i * 3.25, "items": list(range(8))}
+                  for i in range(60)]}
+LOG = "\n".join(f"2025-01-{d:02d} GET /api/orders/{d * 7} 200 {d * 13}ms" for d in range(1, 29))
+LOG_RE = re.compile(r"GET (/api/\w+/\d+) (\d{3}) (\d+)ms")
+
+
+def render(node, depth: int = 0) -> str:
+    if isinstance(node, dict):
+        return "<div>" + "".join(f"<{k}>{render(v, depth + 1)}</{k}>" for k, v in node.items()) \
+            + "</div>"
+    if isinstance(node, list):
+        return "<ul>" + "".join(f"<li>{render(v, depth + 1)}</li>" for v in node) + "</ul>"
+    return str(node)
+
+
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def python_worker(n: int) -> None:
+    for _ in range(n):
+        render(TEMPLATE)
+        fib(14)
+
+
+def codec_worker(n: int) -> None:
+    payload = os.urandom(64 * 1024)
+    for _ in range(n):
+        json.loads(json.dumps(DOC))
+        LOG_RE.findall(LOG)
+        hashlib.sha256(payload).hexdigest()
+
+
+def churn_worker(n: int) -> None:
+    cache: deque = deque(maxlen=200)
+    for i in range(n):
+        rows = [{"id": j, "name": f"row-{j}", "tags": [j, j + 1]} for j in range(40)]
+        blob = bytearray(2048 + (i % 7) * 512)
+        cache.append((rows[i % 40], blob))
+
+
+def lock_worker(n: int, lock) -> None:
+    shared = []
+    for _ in range(n):
+        with lock:
+            shared.append(sum(range(300)))
+            if len(shared) > 50:
+                shared.clear()
+        sum(range(200))
+
+
+def sleep_worker(n: int) -> None:
+    for _ in range(n):
+        time.sleep(0.001)
+        sum(range(500))
+
+
+def workload(scale: float) -> None:
+    lock = threading.Lock()  # created after the agent started, as a service's locks are
+    jobs = [
+        (python_worker, (int(3000 * scale),)),
+        (codec_worker, (int(900 * scale),)),
+        (churn_worker, (int(15000 * scale),)),
+        (lock_worker, (int(20000 * scale), lock)),
+        (lock_worker, (int(20000 * scale), lock)),
+        (sleep_worker, (int(300 * scale),)),
+    ]
+    threads = [threading.Thread(target=fn, args=args, name=f"work-{i}")
+               for i, (fn, args) in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+# --- one run --------------------------------------------------------------------------------
+def child(config: str, scale: float) -> dict:
+    from profiles.agent import collectors
+
+    profile_type, engine, tweaks, install_locks = ALL_CONFIGS[config]
+    for dotted, value in tweaks.items():
+        module_name, attr = dotted.split(".")
+        module = __import__(f"profiles.agent.collectors.{module_name}", fromlist=[attr])
+        setattr(module, attr, value)
+    if install_locks:
+        collectors.install_lock_profiler()
+    stop = threading.Event()
+    outcome: dict = {}
+
+    def agent() -> None:
+        cpu_before = time.thread_time()
+        try:
+            profile = collectors.collect(profile_type, duration_seconds=600,
+                                         sample_rate=SAMPLE_RATE, engine=engine, stop_event=stop)
+            outcome["samples"] = len(profile["samples"])
+        except collectors.CollectorError as exc:
+            outcome["error"] = exc.reason
+        outcome["agentCpu"] = time.thread_time() - cpu_before
+
+    agent_thread = None
+    if profile_type is not None:
+        agent_thread = threading.Thread(target=agent, name="profiles-agent-bench", daemon=True)
+        agent_thread.start()
+    time.sleep(ATTACH_SECONDS)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    workload(scale)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    stop.set()
+    after0 = time.process_time()
+    if agent_thread is not None:
+        agent_thread.join(300)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall": wall, "cpu": cpu, "afterCpu": time.process_time() - after0,
+            "childCpu": children.ru_utime + children.ru_stime, **outcome}
+
+
+def run_child(config: str, scale: float) -> dict:
+    factor = SCALE.get(config, 1.0)
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--child", config, "--scale",
+                               str(scale * factor)],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+        result = json.loads(lines[-1])
+        result["wall"] /= factor
+        result["cpu"] /= factor
+        return result
+    except Exception as exc:  # noqa: BLE001 - the benchmark reports, it never fails
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scale", type=float, default=1.0, help="work per run (1.0 ~ 2 s)")
+    parser.add_argument("--only", default="", help="comma-separated configurations")
+    parser.add_argument("--design", action="store_true", help="add the design-choice rows")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.scale)), flush=True)
+        return
+
+    available = ALL_CONFIGS if args.design else CONFIGS
+    wanted = [c for c in available if c != BASELINE
+              and (not args.only or c in args.only.split(","))]
+    # the baseline runs twice a round, at both ends of the rotating order's middle
+    half = len(wanted) // 2
+    schedule = [BASELINE] + wanted[:half] + [BASELINE] + wanted[half:]
+    runs: dict[str, list[dict]] = {c: [] for c in [BASELINE] + wanted}
+    ratios: dict[str, dict[str, list[float]]] = {c: {"wall": [], "cpu": []} for c in wanted}
+    started = time.time()
+    print(f"{len(wanted)} configurations + {BASELINE} x {args.rounds} rounds, scale "
+          f"{args.scale}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}", flush=True)
+    for round_no in range(args.rounds):
+        shift = round_no % len(schedule)
+        order = schedule[shift:] + schedule[:shift]
+        this_round: dict[str, list[dict]] = {}
+        for config in order:
+            result = run_child(config, args.scale)
+            runs[config].append(result)
+            this_round.setdefault(config, []).append(result)
+        base = [r for r in this_round[BASELINE] if "error" not in r]
+        if base:
+            for config in wanted:
+                for result in this_round.get(config, []):
+                    if "error" in result:
+                        continue
+                    for key in ("wall", "cpu"):
+                        ratios[config][key].append(
+                            result[key] / statistics.mean(r[key] for r in base))
+        print(f"  round {round_no + 1}/{args.rounds} done ({time.time() - started:.0f} s, "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)
+
+    def median(config: str, key: str) -> float | None:
+        values = [r[key] for r in runs[config] if "error" not in r and key in r]
+        return statistics.median(values) if values else None
+
+    def quartiles(values: list[float]) -> tuple[float, float]:
+        if len(values) < 2:
+            return values[0], values[0]
+        q = statistics.quantiles(values, n=4, method="inclusive")
+        return q[0], q[2]
+
+    print()
+    print(f"{'configuration':<18} {'wall':>6} {'(quartiles)':>12} {'cpu':>6} {'(quartiles)':>12} "
+          f"{'target':>7}  {'agent cpu s':>11} {'after window':>12} {'py-spy cpu s':>12}  verdict")
+    print(f"{BASELINE:<18} {median(BASELINE, 'wall') or 0:>5.2f}s {'':>12} "
+          f"{median(BASELINE, 'cpu') or 0:>5.2f}s")
+    for config in wanted:
+        errors = [r["error"] for r in runs[config] if "error" in r]
+        if not ratios[config]["wall"]:
+            print(f"{config:<18} {'-':>6}  failed: {errors[:1]}")
+            continue
+        wall = statistics.median(ratios[config]["wall"])
+        cpu = statistics.median(ratios[config]["cpu"])
+        wall_q, cpu_q = quartiles(ratios[config]["wall"]), quartiles(ratios[config]["cpu"])
+        target = TARGETS.get(config)
+        verdict = ""
+        if target:
+            if max(wall_q[1], cpu_q[1]) <= target:
+                verdict = "meets target"
+            elif min(wall_q[0], cpu_q[0]) > target:
+                verdict = "OVER target"
+            else:
+                verdict = "not resolvable: target inside the quartiles"
+        if errors:
+            verdict = f"{len(errors)} failed run(s): {errors[0][:80]}"
+        print(f"{config:<18} {wall:>5.2f}x {f'{wall_q[0]:.2f}-{wall_q[1]:.2f}':>12} {cpu:>5.2f}x "
+              f"{f'{cpu_q[0]:.2f}-{cpu_q[1]:.2f}':>12} "
+              f"{(f'<={target:.2f}' if target else ''):>7}  {median(config, 'agentCpu') or 0:>11.2f}"
+              f" {median(config, 'afterCpu') or 0:>12.2f} {median(config, 'childCpu') or 0:>12.2f}"
+              f"  {verdict}")
+    print("\nratios: medians over rounds of run / mean of the same round's unprofiled runs; "
+          "agent cpu = the collecting thread's CPU over the whole run; after window = process "
+          "CPU after the workload (reading/parsing results); py-spy cpu = the external sampler.")
+    base_walls = [r["wall"] for r in runs[BASELINE] if "wall" in r]
+    if len(base_walls) > 1:
+        spread = statistics.pstdev(base_walls) / statistics.mean(base_walls) * 100
+        print(f"\nnoise: unprofiled wall {min(base_walls):.2f}-{max(base_walls):.2f} s "
+              f"(+-{spread:.0f}% stdev); total {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001 - never fail a build
+        print(f"benchmark error: {type(exc).__name__}: {exc}")
+    sys.exit(0)

@@ -1,0 +1,535 @@
+"""The agent's collectors find what a workload makes hot, obey the contract, and fail cleanly.
+
+Plain functions, no database: run with ``pytest -p no:django``. Each profile window is 1-2 s.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import os
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the repository root, when pytest is run without it on the path
+    sys.path.insert(0, str(ROOT))
+
+from profiles.agent import collectors  # noqa: E402
+from profiles.agent.collectors import locks, pyspy, threads  # noqa: E402
+from profiles.agent.collectors._source import SourceResolver  # noqa: E402
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def running(*targets: Callable[[threading.Event], None], names: list[str] | None = None):
+    """Run each target(stop_event) in its own thread for the duration of the block."""
+    stop = threading.Event()
+    started = [threading.Thread(target=t, args=(stop,), daemon=True,
+                                name=(names[i] if names else t.__name__))
+               for i, t in enumerate(targets)]
+    for thread in started:
+        thread.start()
+    try:
+        time.sleep(0.2)
+        yield started
+    finally:
+        stop.set()
+        for thread in started:
+            thread.join(10)
+
+
+def check_raw(profile: dict, profile_type: str, engine: str) -> None:
+    """Structure every consumer relies on; also the server's own validator when present."""
+    assert profile["format"] == "pyprof-raw/1"
+    assert profile["profileType"] == profile_type
+    assert profile["engine"] == engine
+    assert profile["unit"] == {"cpu": "nanoseconds", "block": "nanoseconds",
+                               "mutex": "nanoseconds", "memory": "bytes", "alloc": "bytes",
+                               "goroutine": "count"}[profile_type]
+    assert isinstance(profile["sampleRate"], int)
+    assert profile["durationSeconds"] > 0 and profile["startedAt"] > 1.6e9
+    frames = profile["frames"]
+    seen = set()
+    for sample in profile["samples"]:
+        assert sample["stack"] and all(0 <= i < len(frames) for i in sample["stack"])
+        assert len(sample["stack"]) <= 512
+        assert isinstance(sample["value"], int) and sample["value"] >= 0
+        assert isinstance(sample["count"], int) and sample["count"] >= 0
+        key = (tuple(sample["stack"]), sample["thread"])
+        assert key not in seen, "identical (stack, thread) samples must be aggregated"
+        seen.add(key)
+    for frame in frames:
+        assert set(frame) == {"function", "file", "line"}
+    try:
+        from profiles.analysis.model import Profile
+    except ImportError:  # the analysis package is another part; validate when it is there
+        return
+    Profile.from_raw(profile)
+
+
+def totals(profile: dict, *, by: str = "function") -> dict[str, int]:
+    """Self+children value per function (once per sample), or per thread with by='thread'."""
+    out: dict[str, int] = {}
+    for sample in profile["samples"]:
+        if by == "thread":
+            keys = {sample["thread"]}
+        else:
+            keys = {profile["frames"][i]["function"] for i in sample["stack"]}
+        for key in keys:
+            out[key] = out.get(key, 0) + sample["value"]
+    return out
+
+
+def share(profile: dict, function: str, among: set[str]) -> float:
+    """``function``'s total as a fraction of the summed totals of the ``among`` functions."""
+    values = totals(profile)
+    whole = sum(values.get(name, 0) for name in among)
+    return values.get(function, 0) / whole if whole else 0.0
+
+
+# --- workloads --------------------------------------------------------------------------------
+
+KEPT: list = []
+
+
+class Grower:
+    @staticmethod
+    def _decorate(fn):
+        return fn
+
+    @_decorate
+    def grow(self, stop: threading.Event) -> None:
+        """Keeps what it allocates: the memory profile's culprit."""
+        while not stop.is_set():
+            KEPT.append(bytearray(20_000))
+            time.sleep(0.002)
+
+
+def grower(stop: threading.Event) -> None:
+    Grower().grow(stop)
+
+
+def churner(stop: threading.Event) -> None:
+    """Allocates a lot and keeps nothing: the alloc profile's culprit."""
+    while not stop.is_set():
+        for _ in range(30):
+            buffer = bytearray(50_000)
+            del buffer
+        time.sleep(0.001)
+
+
+def spinner(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(range(1000))
+
+
+def napper(stop: threading.Event) -> None:
+    while not stop.is_set():
+        time.sleep(0.02)
+
+
+# --- memory / alloc ---------------------------------------------------------------------------
+
+
+def test_memory_blames_the_function_that_keeps_allocations():
+    KEPT.clear()
+    with running(grower, churner):
+        profile = collectors.collect("memory", duration_seconds=2, sample_rate=100)
+    KEPT.clear()
+    check_raw(profile, "memory", "memray")
+    assert share(profile, "Grower.grow", {"Grower.grow", "churner"}) > 0.9, totals(profile)
+    # 2 s of 20 kB every ~2 ms: several MB live at the end of the window
+    assert totals(profile)["Grower.grow"] > 5_000_000
+    assert any("growth" in note for note in profile["notes"])
+    assert any("512 bytes" in note for note in profile["notes"])
+    grow_frame = next(f for f in profile["frames"] if f["function"] == "Grower.grow")
+    assert grow_frame["line"] == Grower.grow.__code__.co_firstlineno  # def line, via the source
+
+
+def test_alloc_blames_the_churner():
+    KEPT.clear()
+    with running(grower, churner):
+        profile = collectors.collect("alloc", duration_seconds=2, sample_rate=100)
+    KEPT.clear()
+    check_raw(profile, "alloc", "memray")
+    assert share(profile, "churner", {"Grower.grow", "churner"}) > 0.8, totals(profile)
+    churn_counts = sum(s["count"] for s in profile["samples"]
+                       if any(profile["frames"][i]["function"] == "churner" for i in s["stack"]))
+    assert churn_counts > 1000  # 30 allocations a millisecond or so
+    assert profile["sampleCount"] >= churn_counts
+
+
+def test_source_resolver_gives_qualname_and_first_line():
+    resolver = SourceResolver()
+    code = Grower.grow.__code__
+    inside = code.co_firstlineno + 5
+    assert resolver.resolve("grow", code.co_filename, inside) == (
+        "Grower.grow", code.co_firstlineno)
+    assert resolver.resolve("<module>", code.co_filename, 40) == ("<module>", 1)
+    assert resolver.resolve("gone", "/no/such/file.py", 7) == ("gone", 7)
+
+
+# --- mutex ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lock_profiler():
+    installed = collectors.install_lock_profiler()
+    yield
+    if installed:
+        collectors.uninstall_lock_profiler()
+
+
+def _lock_workload(lock):
+    def holder(stop: threading.Event) -> None:
+        while not stop.is_set():
+            with lock:
+                time.sleep(0.005)
+            time.sleep(0.001)
+
+    def wait_in_with_lock(stop: threading.Event) -> None:
+        while not stop.is_set():
+            with lock:
+                pass
+
+    return holder, wait_in_with_lock
+
+
+def test_mutex_blames_the_function_waiting_in_with_lock(lock_profiler):
+    lock = threading.Lock()  # created after installation, like a service's locks
+    holder, waiter = _lock_workload(lock)
+    with running(holder, waiter):
+        profile = collectors.collect("mutex", duration_seconds=2, sample_rate=100)
+    check_raw(profile, "mutex", "lock-wrapper")
+    values = totals(profile)
+    waited = values.get("_lock_workload.<locals>.wait_in_with_lock", 0)
+    # the waiter waits whenever the holder holds (5 ms of every ~7-12 ms, GIL hand-overs
+    # included); the holder rarely waits
+    assert waited > 0.25 * 2e9, values
+    assert waited > 3 * values.get("_lock_workload.<locals>.holder", 0)
+    assert profile["sampleCount"] == sum(s["count"] for s in profile["samples"]) > 50
+    leaf = {profile["frames"][s["stack"][-1]]["function"] for s in profile["samples"]}
+    assert "_lock_workload.<locals>.wait_in_with_lock" in leaf  # the `with` line's function
+
+
+def test_yappi_wall_misses_with_lock_waits_and_the_wrapper_does_not(lock_profiler):
+    """The measurement behind the lock wrapper: yappi (wall clock) puts the wait of a
+    ``with lock:`` into the caller's own time, as if it were computing."""
+    import yappi
+
+    raw_lock = _thread.allocate_lock()  # a plain C lock, as without the wrapper
+    holder, waiter = _lock_workload(raw_lock)
+    yappi.set_clock_type("wall")
+    yappi.start(builtins=True)
+    try:
+        with running(holder, waiter):
+            time.sleep(1.0)
+    finally:
+        yappi.stop()
+    stats = {s.full_name: s for s in yappi.get_func_stats()}
+    yappi.clear_stats()
+    waiter_stat = next(s for s in stats.values()
+                       if s.name.endswith("wait_in_with_lock"))
+    lock_time = sum(s.ttot for s in stats.values()
+                    if "lock" in s.name.lower() and ("enter" in s.name or "acquire" in s.name))
+    # the waiter waited most of the second, all of it as its own "self" time
+    assert waiter_stat.tsub > 0.5
+    assert lock_time < 0.1 * waiter_stat.tsub
+
+    wrapped = threading.Lock()
+    holder, waiter = _lock_workload(wrapped)
+    with running(holder, waiter):
+        profile = collectors.collect("mutex", duration_seconds=1, sample_rate=100)
+    assert totals(profile).get("_lock_workload.<locals>.wait_in_with_lock", 0) > 0.25e9
+
+
+def test_lock_wrapper_keeps_lock_semantics(lock_profiler):
+    lock = threading.Lock()
+    assert isinstance(lock, locks._ProfiledLock)
+    assert lock.acquire() and lock.locked()
+    assert not lock.acquire(False)
+    started = time.perf_counter()
+    assert not lock.acquire(timeout=0.05)
+    assert time.perf_counter() - started >= 0.04
+    lock.release()
+    assert not lock.locked()
+
+    rlock = threading.RLock()
+    with rlock, rlock:  # reentrant
+        assert rlock._is_owned()
+    condition = threading.Condition()  # built on a wrapped RLock
+    box = []
+
+    def produce():
+        with condition:
+            box.append(1)
+            condition.notify()
+
+    with condition:
+        threading.Timer(0.05, produce).start()
+        assert condition.wait_for(lambda: box, timeout=5)
+    event = threading.Event()
+    threading.Timer(0.05, event.set).start()
+    assert event.wait(5)
+
+    collectors.uninstall_lock_profiler()
+    assert not isinstance(threading.Lock(), locks._ProfiledLock)
+    assert collectors.install_lock_profiler()
+
+
+def test_mutex_without_agent_installation_notes_the_blind_spot():
+    assert not collectors.lock_profiler_installed()
+    profile = collectors.collect("mutex", duration_seconds=0.3, sample_rate=100)
+    check_raw(profile, "mutex", "lock-wrapper")
+    assert any("installed only for this window" in note for note in profile["notes"])
+    assert not collectors.lock_profiler_installed()  # restored afterwards
+
+
+# --- block / goroutine ------------------------------------------------------------------------
+
+
+def test_block_blames_the_sleeping_thread():
+    with running(napper, spinner):
+        profile = collectors.collect("block", duration_seconds=2, sample_rate=100)
+    check_raw(profile, "block", "thread-sampler")
+    values = totals(profile)
+    by_thread = totals(profile, by="thread")
+    assert values.get("napper", 0) > 0.8 * 2e9, values  # asleep nearly the whole window
+    assert values.get("napper", 0) > 2 * values.get("spinner", 0)
+    assert "MainThread" not in by_thread  # the collecting thread is the agent's
+    sleeping_leaf = {profile["frames"][s["stack"][-1]]["function"] for s in profile["samples"]
+                     if s["thread"] == "napper"}
+    assert sleeping_leaf == {"napper"}
+
+
+def test_goroutine_counts_every_thread_and_asyncio_task():
+    def idle(stop: threading.Event) -> None:
+        stop.wait()
+
+    loop_ready = threading.Event()
+
+    def event_loop(stop: threading.Event) -> None:
+        async def pending_task() -> None:
+            await asyncio.sleep(60)
+
+        async def main() -> None:
+            tasks = [asyncio.ensure_future(pending_task()) for _ in range(3)]
+            loop_ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            for task in tasks:
+                task.cancel()
+
+        asyncio.run(main())
+
+    names = [f"idle-{i}" for i in range(5)] + ["loop"]
+    with running(*([idle] * 5), event_loop, names=names):
+        assert loop_ready.wait(5)
+        profile = collectors.collect("goroutine", duration_seconds=2, sample_rate=100)
+    check_raw(profile, "goroutine", "thread-sampler")
+    per_thread = {}
+    for sample in profile["samples"]:
+        per_thread[sample["thread"]] = per_thread.get(sample["thread"], 0) + sample["count"]
+    snapshots = per_thread["idle-0"]
+    assert snapshots == 2  # 1 Hz at most over 2 s
+    assert all(per_thread[f"idle-{i}"] == snapshots for i in range(5))
+    assert per_thread["loop"] == snapshots
+    # three pending tasks and main(), which is suspended in its own sleep between snapshots
+    assert per_thread["asyncio tasks"] == 4 * snapshots
+    assert "MainThread" not in per_thread
+    workload_threads = len(names)
+    assert profile["sampleCount"] == sum(per_thread.values())
+    assert sum(v for k, v in per_thread.items() if k != "asyncio tasks") \
+        == snapshots * workload_threads
+    task_leaves = {profile["frames"][s["stack"][-1]]["function"] for s in profile["samples"]
+                   if s["thread"] == "asyncio tasks"}
+    assert task_leaves == {"sleep"}  # outermost coroutine first, asyncio.sleep innermost
+
+
+# --- cpu --------------------------------------------------------------------------------------
+
+
+def test_cpu_pyspy_drops_agent_threads_and_finds_the_hot_thread():
+    def agent_busy(stop: threading.Event) -> None:
+        spinner(stop)
+
+    with running(spinner, agent_busy, names=["spinner", "profiles-agent-busy"]):
+        profile = collectors.collect("cpu", duration_seconds=1.5, sample_rate=100)
+    check_raw(profile, "cpu", "py-spy")
+    by_thread = totals(profile, by="thread")
+    assert "profiles-agent-busy" not in by_thread
+    assert "MainThread" not in by_thread
+    assert by_thread.get("spinner", 0) > 0.3e9, by_thread
+    assert profile["sampleCount"] > 50
+    spin_frame = next(f for f in profile["frames"] if f["function"] == "spinner")
+    assert spin_frame["line"] == spinner.__code__.co_firstlineno
+    assert spin_frame["file"] == __file__
+
+
+def test_cpu_yappi_counts_calls_exactly_and_rebuilds_stacks():
+    calls = 2000
+
+    def leaf() -> int:
+        return sum(range(50))
+
+    def caller(stop: threading.Event) -> None:
+        import yappi
+
+        while not yappi.is_running() and not stop.is_set():
+            time.sleep(0.01)
+        for _ in range(calls):
+            leaf()
+        stop.wait()  # still inside caller() when the window closes
+
+    with running(caller):
+        profile = collectors.collect("cpu", duration_seconds=1.0, sample_rate=100,
+                                     engine="yappi")
+    check_raw(profile, "cpu", "yappi")
+    frames = profile["frames"]
+    leaf_samples = [s for s in profile["samples"]
+                    if frames[s["stack"][-1]]["function"].endswith("leaf")]
+    assert sum(s["count"] for s in leaf_samples) == calls
+    for sample in leaf_samples:  # root first: ... caller -> leaf
+        names = [frames[i]["function"] for i in sample["stack"]]
+        assert names[-2].endswith("caller"), names
+    assert "MainThread" not in totals(profile, by="thread")
+
+
+# --- contract ---------------------------------------------------------------------------------
+
+
+def test_only_one_collection_at_a_time():
+    errors = []
+
+    def background() -> None:
+        try:
+            collectors.collect("goroutine", duration_seconds=1.0, sample_rate=1)
+        except collectors.CollectorError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    time.sleep(0.2)
+    with pytest.raises(collectors.CollectorError) as caught:
+        collectors.collect("block", duration_seconds=0.2, sample_rate=100)
+    thread.join()
+    assert caught.value.reason == "another profile is already being collected in this process"
+    assert not errors
+    collectors.collect("goroutine", duration_seconds=0.1, sample_rate=1)  # free again
+
+
+def test_a_child_forked_mid_collection_can_collect():
+    background = threading.Thread(
+        target=collectors.collect, args=("goroutine",), kwargs={"duration_seconds": 1.0, "sample_rate": 1}
+    )
+    background.start()
+    time.sleep(0.2)
+    pid = os.fork()
+    if pid == 0:  # the child: the collecting thread is gone, and so must be its lock
+        try:
+            collectors.collect("goroutine", duration_seconds=0.1, sample_rate=1)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    background.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("profile_type,engine", [("block", None), ("cpu", "py-spy"),
+                                                 ("memory", None)])
+def test_stop_event_ends_the_window_early(profile_type, engine):
+    stop = threading.Event()
+    threading.Timer(0.8, stop.set).start()
+    started = time.perf_counter()
+    with running(spinner):
+        profile = collectors.collect(profile_type, duration_seconds=30, sample_rate=100,
+                                     engine=engine, stop_event=stop)
+    assert time.perf_counter() - started < 6
+    assert profile["durationSeconds"] < 3
+    check_raw(profile, profile_type, engine or collectors.DEFAULT_ENGINES[profile_type])
+
+
+def test_progress_is_reported_about_once_a_second():
+    seen: list[float] = []
+    collectors.collect("block", duration_seconds=2.2, sample_rate=50, progress=seen.append)
+    assert 2 <= len(seen) <= 4
+    assert seen == sorted(seen) and seen[-1] == 1.0 and all(0 <= f <= 1 for f in seen)
+
+
+def test_a_failing_progress_callback_does_not_break_collection():
+    def broken(_fraction: float) -> None:
+        raise RuntimeError("agent bug")
+
+    with running(napper):
+        profile = collectors.collect("goroutine", duration_seconds=1.2, sample_rate=1,
+                                     progress=broken)
+    assert profile["samples"]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"profile_type": "heap"}, "unknown profile type"),
+    ({"engine": "yappi"}, "cannot collect 'block'"),
+    ({"duration_seconds": 0}, "duration_seconds"),
+    ({"duration_seconds": float("nan")}, "duration_seconds"),
+    ({"sample_rate": -1}, "sample_rate"),
+    ({"sample_rate": "fast"}, "numbers"),
+])
+def test_bad_arguments_are_collector_errors(kwargs, message):
+    args = {"profile_type": "block", "duration_seconds": 1, "sample_rate": 100} | kwargs
+    profile_type = args.pop("profile_type")
+    with pytest.raises(collectors.CollectorError, match=message):
+        collectors.collect(profile_type, **args)
+
+
+def test_unexpected_failures_become_collector_errors(monkeypatch):
+    def explode(**_kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(threads, "collect_block", explode)
+    with pytest.raises(collectors.CollectorError, match="thread-sampler: ValueError: boom"):
+        collectors.collect("block", duration_seconds=1, sample_rate=100)
+
+
+def test_missing_pyspy_says_how_to_fix(monkeypatch):
+    monkeypatch.setattr(pyspy, "find_pyspy", lambda: None)
+    with pytest.raises(collectors.CollectorError, match="pip install py-spy.*yappi"):
+        collectors.collect("cpu", duration_seconds=1, sample_rate=100)
+
+
+def test_ptrace_refusal_says_how_to_fix(monkeypatch, tmp_path):
+    fake = tmp_path / "py-spy"
+    fake.write_text("#!/bin/sh\necho 'Error: Permission Denied: Try running again with "
+                    "elevated permissions' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(pyspy, "find_pyspy", lambda: str(fake))
+    with pytest.raises(collectors.CollectorError) as caught:
+        collectors.collect("cpu", duration_seconds=1, sample_rate=100)
+    reason = caught.value.reason
+    assert "CAP_SYS_PTRACE" in reason and '"yappi"' in reason and "Permission" in reason
+
+
+def test_available_engines_lists_what_can_run_here():
+    engines = collectors.available_engines()
+    assert set(engines) == set(collectors.ENGINES)
+    assert engines["cpu"][0] == "py-spy" and "yappi" in engines["cpu"]
+    assert engines["memory"] == ["memray"]
+
+
+def test_no_temporary_files_are_left_behind(monkeypatch, tmp_path):
+    import tempfile
+
+    # A private temp folder, so that other processes' files cannot blur the check.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    collectors.collect("cpu", duration_seconds=0.5, sample_rate=100)
+    collectors.collect("alloc", duration_seconds=0.3, sample_rate=100)
+    assert list(tmp_path.iterdir()) == []
