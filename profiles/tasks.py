@@ -10,6 +10,18 @@ def process_upload(profile_id: str) -> None:
     services.profile_process_upload(profile_id=profile_id)
 
 
-@shared_task(time_limit=120)
+@shared_task(time_limit=120, soft_time_limit=100)
 def reap_overdue_runs() -> int:
     return services.profiles_reap_overdue()
+
+
+@shared_task(time_limit=120, soft_time_limit=100)
+def dispatch_continuous_profiles() -> int:
+    """Beat, every PROFILING_CONTINUOUS_PERIOD_SECONDS; a doubled or late tick adds nothing."""
+    return services.continuous_dispatch()
+
+
+@shared_task(time_limit=3600, soft_time_limit=3500)
+def purge_expired_profiles() -> int:
+    """Beat, daily: idempotent (what is gone stays gone)."""
+    return services.profiles_purge_expired()

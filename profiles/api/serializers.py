@@ -1,7 +1,10 @@
 from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import ENGINES_BY_TYPE, SERVICE_VALIDATOR, ProfileResult, ProfileType, Status
+from ..selectors import EXPORT_FORMATS, continuous_next_run_at, function_point
 from ..signing import flamegraph_token
 
 
@@ -87,21 +90,37 @@ class AgentFailSerializer(serializers.Serializer):
 
 
 class HistoryQuerySerializer(serializers.Serializer):
+    """Query of GET /history; `from` and `to` (ISO 8601, `from` inclusive, `to` exclusive)."""
+
     service = serializers.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
     profileType = serializers.ChoiceField(choices=ProfileType.choices, required=False)
     status = serializers.ChoiceField(choices=Status.choices, required=False)
     continuous = serializers.BooleanField(required=False, allow_null=True, default=None)
-    function = serializers.CharField(max_length=500, required=False)
+    function = serializers.CharField(
+        max_length=500, required=False, help_text="adds this function's share and normalized value to each item"
+    )
 
-    def to_internal_value(self, data):
-        # `from` is a Python keyword: map the query names onto fields here.
-        values = super().to_internal_value(data)
-        for name in ("from", "to"):
-            if data.get(name):
-                values[name] = serializers.DateTimeField().run_validation(data[name])
-        if values.get("from") and values.get("to") and values["from"] >= values["to"]:
+    def get_fields(self):
+        # `from` is a Python keyword, so these two cannot be declared as class attributes.
+        fields = super().get_fields()
+        fields["from"] = serializers.DateTimeField(required=False, help_text="started at or after (ISO 8601)")
+        fields["to"] = serializers.DateTimeField(required=False, help_text="started before (ISO 8601)")
+        return fields
+
+    def validate(self, attrs):
+        if attrs.get("from") and attrs.get("to") and attrs["from"] >= attrs["to"]:
             raise serializers.ValidationError({"from": "'from' must be before 'to'."})
-        return values
+        return attrs
+
+
+class FunctionPointSerializer(serializers.Serializer):
+    function = serializers.CharField()
+    selfPercent = serializers.FloatField()
+    totalPercent = serializers.FloatField()
+    normalizedSelf = serializers.FloatField(help_text="self value per second (bytes for memory)")
+    inTopFunctions = serializers.BooleanField(
+        help_text="false: the function is not among the profile's stored top functions (value unknown, reported 0)"
+    )
 
 
 class HistoryItemSerializer(serializers.ModelSerializer):
@@ -122,8 +141,167 @@ class HistoryItemSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_function(self, obj) -> dict | None:
-        from ..selectors import function_point
-
+    @extend_schema_field(FunctionPointSerializer(allow_null=True))
+    def get_function(self, obj):
         name = self.context.get("function")
         return function_point(obj, name) if name else None
+
+
+class HistoryPageSerializer(serializers.Serializer):
+    service = serializers.CharField()
+    items = HistoryItemSerializer(many=True)
+    next = serializers.URLField(allow_null=True, help_text="the next (older) page, or null")
+    previous = serializers.URLField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="per-field messages of a 400")
+
+
+class AgentRunSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    profileType = serializers.ChoiceField(choices=ProfileType.choices)
+    durationSeconds = serializers.IntegerField()
+    sampleRate = serializers.IntegerField()
+    engine = serializers.CharField(allow_null=True)
+
+
+class AgentPollResponseSerializer(serializers.Serializer):
+    run = AgentRunSerializer(allow_null=True)
+    pollAfterSeconds = serializers.IntegerField()
+
+
+# --- compare ----------------------------------------------------------------------------------
+
+
+class CompareQuerySerializer(serializers.Serializer):
+    baseProfileId = serializers.UUIDField()
+    comparisonProfileId = serializers.UUIDField()
+    noiseThresholdPercent = serializers.FloatField(
+        min_value=0, max_value=1000, default=5.0,
+        help_text="a function whose value moved by at most this percent is unchanged",
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=1000, default=100, help_text="at most this many improvements and regressions each"
+    )
+
+
+DELTA_STATUSES = ("changed", "added", "removed")
+
+
+# Schema notes. drf-spectacular names enums after their property and warns (failing
+# `check --deploy`) when one name covers two choice sets or one set gets two names; ENUM_NAME_OVERRIDES
+# would fix that in settings, these two fields avoid it where they are declared instead.
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": f"^({'|'.join(DELTA_STATUSES)})$",
+        "description": "changed: on both sides; added: only in the comparison; removed: only in the base",
+    }
+)
+class DeltaStatusField(serializers.ChoiceField):
+    """A compare row's status: one of DELTA_STATUSES (a pattern, so it is not a second "status" enum)."""
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/ProfileTypeEnum"},  # the enum of every `profileType`
+        "minItems": 1,
+        "maxItems": len(ProfileType.choices),
+        "uniqueItems": True,
+    }
+)
+class ProfileTypesField(serializers.ListField):
+    """A non-empty list of distinct profile types."""
+
+
+class FunctionDeltaSerializer(serializers.Serializer):
+    function = serializers.CharField()
+    file = serializers.CharField(allow_blank=True)
+    line = serializers.IntegerField()
+    baseValue = serializers.FloatField(help_text="normalized (per second, or bytes for memory)")
+    comparisonValue = serializers.FloatField()
+    delta = serializers.FloatField()
+    deltaPercent = serializers.FloatField(allow_null=True, help_text="null when the function is new")
+    status = DeltaStatusField(choices=DELTA_STATUSES)
+
+
+class ProfileComparisonSerializer(serializers.Serializer):
+    """The seed's ProfileComparison, plus what a reader needs to interpret its numbers."""
+
+    baseProfile = serializers.CharField()
+    comparisonProfile = serializers.CharField()
+    improvements = FunctionDeltaSerializer(many=True)
+    regressions = FunctionDeltaSerializer(many=True)
+    unchanged = serializers.IntegerField()
+    overallDelta = serializers.FloatField(help_text="percent change of the normalized totals")
+    profileType = serializers.ChoiceField(choices=ProfileType.choices)
+    unit = serializers.CharField()
+    normalization = serializers.ChoiceField(
+        choices=["perSecond", "none"], help_text="perSecond: values per second of wall time"
+    )
+    note = serializers.CharField()
+    noiseThresholdPercent = serializers.FloatField()
+    baseDurationSeconds = serializers.FloatField()
+    comparisonDurationSeconds = serializers.FloatField()
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(
+        choices=EXPORT_FORMATS,
+        help_text="pprof: gzip'd protobuf (go tool pprof); speedscope: JSON; folded: text stacks",
+    )
+
+
+# --- continuous -------------------------------------------------------------------------------
+
+
+class ContinuousProfileSerializer(serializers.Serializer):
+    """The seed's ContinuousProfile; writes validate, reads add timestamps and `nextRunAt`."""
+
+    service = serializers.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
+    profileTypes = ProfileTypesField(
+        source="profile_types",
+        child=serializers.ChoiceField(choices=ProfileType.choices),
+        allow_empty=False,
+        max_length=len(ProfileType.choices),
+    )
+    sampleRate = serializers.IntegerField(source="sample_rate", min_value=1, max_value=1000, default=100)
+    retentionDays = serializers.IntegerField(source="retention_days", min_value=1, max_value=3650, default=30)
+    enabled = serializers.BooleanField(default=True)
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+    nextRunAt = serializers.SerializerMethodField(
+        help_text="when the next runs are created (null when disabled)"
+    )
+
+    def validate_profileTypes(self, value):
+        duplicates = sorted({t for t in value if value.count(t) > 1})
+        if duplicates:
+            raise serializers.ValidationError(f"Each type at most once; repeated: {', '.join(duplicates)}.")
+        return value
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_nextRunAt(self, obj):
+        now = self.context.get("now") or timezone.now()
+        when = continuous_next_run_at(config=obj, now=now)
+        return serializers.DateTimeField().to_representation(when) if when else None
+
+
+class ContinuousProfileUpdateSerializer(ContinuousProfileSerializer):
+    """PUT/PATCH of /continuous/{service}: the service is the URL's; a different one is refused."""
+
+    service = serializers.CharField(read_only=True)
+
+    def validate(self, attrs):
+        sent = self.initial_data.get("service") if isinstance(self.initial_data, dict) else None
+        if sent is not None and sent != self.context["service"]:
+            raise serializers.ValidationError(
+                {"service": "The service is named by the URL; a configuration cannot be renamed."}
+            )
+        return attrs

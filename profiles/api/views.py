@@ -3,10 +3,13 @@
 import gzip
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -14,16 +17,46 @@ from tenants.api import TenantScopedAPIView
 from tenants.models import TokenScope
 
 from .. import selectors, services
-from ..models import ProfileResult
+from ..models import SERVICE_VALIDATOR, ContinuousProfile, ProfileResult
 from .serializers import (
     AgentFailSerializer,
+    AgentPollResponseSerializer,
     AgentPollSerializer,
     AgentProgressSerializer,
+    CompareQuerySerializer,
+    ContinuousProfileSerializer,
+    ContinuousProfileUpdateSerializer,
+    ErrorSerializer,
+    ExportQuerySerializer,
     HistoryItemSerializer,
+    HistoryPageSerializer,
     HistoryQuerySerializer,
+    ProfileComparisonSerializer,
     ProfileRequestSerializer,
     ProfileResultSerializer,
 )
+
+# Every endpoint can answer these (bad token, wrong tenant or scope, bad input, not found).
+AUTH_ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="invalid input or missing X-Tenant-ID"),
+    401: OpenApiResponse(ErrorSerializer, description="missing, unknown or revoked token"),
+    403: OpenApiResponse(ErrorSerializer, description="token of another tenant or scope"),
+}
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="no such object for this tenant")}
+CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="the profile is not completed")}
+UNSUPPORTED = {415: OpenApiResponse(ErrorSerializer, description="the body is not JSON")}
+
+
+class Incomparable(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The two profiles cannot be compared."
+    default_code = "incomparable"
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the object's state."
+    default_code = "conflict"
 
 
 class ProfileStartView(TenantScopedAPIView):
@@ -32,6 +65,10 @@ class ProfileStartView(TenantScopedAPIView):
     queryset = ProfileResult.objects.all()
     serializer_class = ProfileRequestSerializer
 
+    @extend_schema(
+        request=ProfileRequestSerializer,
+        responses={202: ProfileResultSerializer, **AUTH_ERRORS, **UNSUPPORTED},
+    )
     def post(self, request):
         request_serializer = ProfileRequestSerializer(data=request.data)
         request_serializer.is_valid(raise_exception=True)
@@ -54,6 +91,7 @@ class ProfileDetailView(TenantScopedAPIView):
     serializer_class = ProfileResultSerializer
     lookup_url_kwarg = "profile_id"
 
+    @extend_schema(responses={200: ProfileResultSerializer, **AUTH_ERRORS, **NOT_FOUND})
     def get(self, request, profile_id):
         return Response(self.get_serializer(self.get_object()).data)
 
@@ -71,6 +109,10 @@ class AgentPollView(AgentView):
 
     serializer_class = AgentPollSerializer
 
+    @extend_schema(
+        request=AgentPollSerializer,
+        responses={200: AgentPollResponseSerializer, **AUTH_ERRORS, **UNSUPPORTED},
+    )
     def post(self, request):
         poll = AgentPollSerializer(data=request.data)
         poll.is_valid(raise_exception=True)
@@ -92,6 +134,10 @@ class AgentPollView(AgentView):
 class AgentProgressView(AgentView):
     serializer_class = AgentProgressSerializer
 
+    @extend_schema(
+        request=AgentProgressSerializer,
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **UNSUPPORTED},
+    )
     def post(self, request, profile_id):
         body = AgentProgressSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -102,6 +148,10 @@ class AgentProgressView(AgentView):
 class AgentFailView(AgentView):
     serializer_class = AgentFailSerializer
 
+    @extend_schema(
+        request=AgentFailSerializer,
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **UNSUPPORTED},
+    )
     def post(self, request, profile_id):
         body = AgentFailSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -121,7 +171,13 @@ class AgentUploadView(AgentView):
 
     @extend_schema(
         request={"application/json": OpenApiTypes.BINARY},
-        responses={202: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+        responses={
+            202: ErrorSerializer,
+            **AUTH_ERRORS,
+            **NOT_FOUND,
+            409: OpenApiResponse(ErrorSerializer, description="the run takes no upload (not collecting)"),
+            413: OpenApiResponse(ErrorSerializer, description="over PROFILING_MAX_UPLOAD_BYTES"),
+        },
     )
     def post(self, request, profile_id):
         profile = self.get_object()
@@ -147,19 +203,35 @@ class AgentUploadView(AgentView):
 
 
 class HistoryPagination(CursorPagination):
-    ordering = "-started_at"
+    ordering = ("-started_at", "-id")
     page_size = 50
     page_size_query_param = "pageSize"
     max_page_size = 500
 
 
 class ProfileHistoryView(TenantScopedAPIView):
-    """GET /history?service=..: newest first, filterable, cursor-paginated, with trend values."""
+    """GET /history?service=..: newest first, filterable, cursor-paginated, with trend values.
+
+    Every item carries `normalizedTotal` (per second of wall time; bytes for memory);
+    `function=NAME` adds that function's share and normalized self value per item.
+    """
 
     queryset = ProfileResult.objects.all()
     serializer_class = HistoryItemSerializer
     pagination_class = HistoryPagination
 
+    @extend_schema(
+        parameters=[
+            HistoryQuerySerializer,
+            OpenApiParameter("cursor", str, description="opaque cursor from `next` or `previous`"),
+            OpenApiParameter("pageSize", int, description="items per page (default 50, at most 500)"),
+        ],
+        responses={
+            200: HistoryPageSerializer,
+            **AUTH_ERRORS,
+            404: OpenApiResponse(ErrorSerializer, description="invalid cursor"),
+        },
+    )
     def get(self, request):
         query = HistoryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -175,3 +247,167 @@ class ProfileHistoryView(TenantScopedAPIView):
                 "previous": self.paginator.get_previous_link(),
             }
         )
+
+
+class ProfileCompareView(TenantScopedAPIView):
+    """GET /compare: the seed's ProfileComparison, values normalized so windows of any length compare."""
+
+    queryset = ProfileResult.objects.all()
+    serializer_class = ProfileComparisonSerializer
+
+    @extend_schema(
+        parameters=[CompareQuerySerializer],
+        responses={
+            200: ProfileComparisonSerializer,
+            **AUTH_ERRORS,
+            **NOT_FOUND,
+            409: OpenApiResponse(ErrorSerializer, description="either profile is not completed"),
+        },
+    )
+    def get(self, request):
+        query = CompareQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        scoped = self.get_queryset()
+        base = scoped.filter(pk=params["baseProfileId"]).first()
+        comparison = scoped.filter(pk=params["comparisonProfileId"]).first()
+        for name, found in (("baseProfileId", base), ("comparisonProfileId", comparison)):
+            if found is None:
+                raise exceptions.NotFound(f"No profile {params[name]} ({name}) for this tenant.")
+        try:
+            result = selectors.profile_compare(
+                base=base,
+                comparison=comparison,
+                noise_threshold_percent=params["noiseThresholdPercent"],
+                limit=params["limit"],
+            )
+        except selectors.ProfilesIncomparable as exc:
+            raise Incomparable(str(exc)) from None
+        except selectors.ProfileNotReady as exc:
+            raise Conflict(str(exc)) from None
+        return Response(ProfileComparisonSerializer(result).data)
+
+
+class ExportNegotiation(DefaultContentNegotiation):
+    """Ignores `?format=` (here the export format, not DRF's renderer override) and Accept:
+    errors of the export endpoint are always JSON; the file itself is a plain HttpResponse."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class ProfileExportView(TenantScopedAPIView):
+    """GET /{profileId}/export?format=pprof|speedscope|folded: the profile as a downloadable file."""
+
+    queryset = ProfileResult.objects.all()
+    lookup_url_kwarg = "profile_id"
+    content_negotiation_class = ExportNegotiation
+
+    @extend_schema(
+        parameters=[ExportQuerySerializer],
+        responses={
+            # JSON first: clients (and schemathesis) read the first media type's schema for JSON bodies.
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="speedscope file (https://www.speedscope.app/file-format-schema.json)"
+            ),
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="pprof: gzip-compressed protobuf"
+            ),
+            (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="folded stacks"),
+            **AUTH_ERRORS,
+            **NOT_FOUND,
+            **CONFLICT,
+        },
+    )
+    def get(self, request, profile_id):
+        profile = self.get_object()
+        query = ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            exported = selectors.profile_export(profile=profile, export_format=query.validated_data["format"])
+        except selectors.ProfileNotReady as exc:
+            raise Conflict(str(exc)) from None
+        response = HttpResponse(exported.content, content_type=exported.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{exported.filename}"'
+        response["Content-Length"] = str(len(exported.content))
+        return response
+
+
+class ContinuousListView(TenantScopedAPIView):
+    """GET: the tenant's continuous-profiling configurations; POST: create (201) or replace (200) one."""
+
+    queryset = ContinuousProfile.objects.all()
+    serializer_class = ContinuousProfileSerializer
+
+    @extend_schema(responses={200: ContinuousProfileSerializer(many=True), **AUTH_ERRORS})
+    def get(self, request):
+        configs = selectors.continuous_profile_list(queryset=self.get_queryset())
+        return Response(ContinuousProfileSerializer(configs, many=True, context={"now": timezone.now()}).data)
+
+    @extend_schema(
+        request=ContinuousProfileSerializer,
+        responses={
+            200: OpenApiResponse(ContinuousProfileSerializer, description="the configuration was replaced"),
+            201: OpenApiResponse(ContinuousProfileSerializer, description="the configuration was created"),
+            **AUTH_ERRORS,
+            **UNSUPPORTED,
+        },
+    )
+    def post(self, request):
+        body = ContinuousProfileSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        config, created = services.continuous_profile_upsert(tenant=request.tenant, **body.validated_data)
+        return Response(
+            ContinuousProfileSerializer(config).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class ContinuousDetailView(TenantScopedAPIView):
+    """One service's configuration: read, replace (PUT), change (PATCH), delete."""
+
+    queryset = ContinuousProfile.objects.all()
+    serializer_class = ContinuousProfileSerializer
+    lookup_field = "service"
+    lookup_url_kwarg = "service"
+
+    def get_object(self):
+        # A name no configuration can have (e.g. with a NUL byte, which PostgreSQL refuses) is a 404.
+        if not SERVICE_VALIDATOR.regex.fullmatch(self.kwargs["service"]):
+            raise exceptions.NotFound("No continuous-profiling configuration for this service.")
+        return super().get_object()
+
+    @extend_schema(responses={200: ContinuousProfileSerializer, **AUTH_ERRORS, **NOT_FOUND})
+    def get(self, request, service):
+        return Response(ContinuousProfileSerializer(self.get_object()).data)
+
+    @extend_schema(
+        request=ContinuousProfileUpdateSerializer,
+        responses={200: ContinuousProfileSerializer, **AUTH_ERRORS, **NOT_FOUND, **UNSUPPORTED},
+    )
+    def put(self, request, service):
+        return self._update(request, service, partial=False)
+
+    @extend_schema(
+        request=ContinuousProfileUpdateSerializer(partial=True),
+        responses={200: ContinuousProfileSerializer, **AUTH_ERRORS, **NOT_FOUND, **UNSUPPORTED},
+    )
+    def patch(self, request, service):
+        return self._update(request, service, partial=True)
+
+    @extend_schema(responses={204: None, **AUTH_ERRORS, **NOT_FOUND})
+    def delete(self, request, service):
+        services.continuous_profile_delete(config=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _update(self, request, service, *, partial):
+        config = self.get_object()
+        body = ContinuousProfileUpdateSerializer(data=request.data, partial=partial, context={"service": service})
+        body.is_valid(raise_exception=True)
+        if partial:
+            config = services.continuous_profile_update(config=config, **body.validated_data)
+        else:
+            config, _ = services.continuous_profile_upsert(
+                tenant=request.tenant, service=config.service, **body.validated_data
+            )
+        return Response(ContinuousProfileSerializer(config).data)

@@ -334,6 +334,11 @@ def test_goroutine_counts_every_thread_and_asyncio_task():
     names = [f"idle-{i}" for i in range(5)] + ["loop"]
     with running(*([idle] * 5), event_loop, names=names):
         assert loop_ready.wait(5)
+        # Every thread but this one and the agent's, including any an earlier test left running.
+        live_threads = [
+            t for t in threading.enumerate()
+            if t is not threading.current_thread() and not t.name.startswith("profiles-agent")
+        ]
         profile = collectors.collect("goroutine", duration_seconds=2, sample_rate=100)
     check_raw(profile, "goroutine", "thread-sampler")
     per_thread = {}
@@ -346,7 +351,8 @@ def test_goroutine_counts_every_thread_and_asyncio_task():
     # three pending tasks and main(), which is suspended in its own sleep between snapshots
     assert per_thread["asyncio tasks"] == 4 * snapshots
     assert "MainThread" not in per_thread
-    workload_threads = len(names)
+    assert len(live_threads) >= len(names)
+    workload_threads = len(live_threads)
     assert profile["sampleCount"] == sum(per_thread.values())
     assert sum(v for k, v in per_thread.items() if k != "asyncio tasks") \
         == snapshots * workload_threads

@@ -17,6 +17,7 @@ PROBE = (
 CONFIG_VARS = (
     "DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY", "DJANGO_DEBUG", "ALLOWED_HOSTS",
     "PORT", "DJANGO_PRODUCTION", "PROFILING_DATA_DIR",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",  # set by the browser tests' harness, never in production
 )
 
 

@@ -9,3 +9,10 @@ def eager_celery():
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Each test stores profile files in its own folder, so file assertions see only its files."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return tmp_path / "media"

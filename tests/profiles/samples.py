@@ -30,3 +30,57 @@ def raw_cpu_profile(hot_ns: int = 900_000_000, cold_ns: int = 100_000_000) -> di
 
 def gzip_json(obj) -> bytes:
     return gzip.compress(json.dumps(obj).encode())
+
+
+UNITS = {"cpu": "nanoseconds", "memory": "bytes", "alloc": "bytes", "block": "nanoseconds", "mutex": "nanoseconds", "goroutine": "count"}
+ENGINES = {"cpu": "py-spy", "memory": "memray", "alloc": "memray", "block": "thread-sampler", "mutex": "lock-wrapper", "goroutine": "thread-sampler"}
+
+
+def raw_profile(leaves: dict[str, int], *, profile_type: str = "cpu", duration: float = 60.0, threads=("MainThread",)) -> dict:
+    """A pyprof-raw/1 profile where each named function is a leaf under `main` with that value.
+
+    With several threads each thread gets the same stacks and values (the totals multiply).
+    """
+    frames = [{"function": "main", "file": "/app/app.py", "line": 1}]
+    samples = []
+    for i, name in enumerate(leaves, start=1):
+        frames.append({"function": name, "file": "/app/app.py", "line": 10 * i})
+    for thread in threads:
+        for i, value in enumerate(leaves.values(), start=1):
+            if value:
+                samples.append({"stack": [0, i], "value": value, "count": max(1, value // 10_000_000), "thread": thread})
+    return {
+        "format": "pyprof-raw/1",
+        "profileType": profile_type,
+        "engine": ENGINES[profile_type],
+        "unit": UNITS[profile_type],
+        "startedAt": 1764000000.0,
+        "durationSeconds": duration,
+        "sampleRate": 100,
+        "sampleCount": sum(s["count"] for s in samples),
+        "frames": frames,
+        "samples": samples,
+        "notes": [],
+    }
+
+
+def completed_profile(tenant, raw: dict, *, service: str = "ai-service", started_at=None, continuous_slot=None):
+    """A profile taken through the real pipeline: start, claim, upload, process. Returns the row."""
+    from django.utils import timezone
+
+    from profiles import services
+    from profiles.models import Phase, ProfileResult
+
+    profile = services.profile_start(
+        tenant=tenant, service=service, profile_type=raw["profileType"],
+        duration_seconds=max(1, round(raw["durationSeconds"])), continuous_slot=continuous_slot,
+    )
+    ProfileResult.objects.filter(pk=profile.pk).update(phase=Phase.COLLECTING, claimed_at=timezone.now())
+    profile.refresh_from_db()
+    services.profile_accept_upload(profile=profile, data=gzip_json(raw))
+    services.profile_process_upload(profile_id=profile.pk)
+    if started_at is not None:
+        ProfileResult.objects.filter(pk=profile.pk).update(started_at=started_at)
+    profile.refresh_from_db()
+    assert profile.status == "completed", profile.error
+    return profile
