@@ -84,6 +84,13 @@ class Platform:
         self.agents.append(process)
         return process
 
+    def start_process(self, name: str, command: list[str], **env) -> subprocess.Popen:
+        """Another platform process (e.g. a second worker), stopped after the test."""
+        log = open(self.log_dir / f"{name}-{len(self.agents)}.log", "wb")
+        process = subprocess.Popen(command, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT)
+        self.agents.append(process)
+        return process
+
     def wait_for(self, tenant, profile_id: str, predicate, timeout: float = 90) -> dict:
         deadline = time.monotonic() + timeout
         body = {}
@@ -109,9 +116,11 @@ def platform(django_db_setup, django_db_blocker):
         "PROFILING_DATA_DIR": str(settings.DATA_DIR),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "PROFILING_CLAIM_TIMEOUT_SECONDS": "5",
-        "PROFILING_UPLOAD_GRACE_SECONDS": "4",
+        "PROFILING_UPLOAD_GRACE_SECONDS": "15",
         "PROFILING_REAPER_PERIOD_SECONDS": "1",
         "PROFILING_POLL_SECONDS": "1",
+        "PROFILING_CONTINUOUS_PERIOD_SECONDS": "3",
+        "PROFILING_CONTINUOUS_WINDOW_SECONDS": "1",
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",
     }

@@ -92,6 +92,6 @@ def test_agent_killed_mid_window_fails_the_run_and_nothing_hangs(e2e):
     e2e.wait_for(tenant, profile_id, lambda b: b.get("phase") == "collecting", timeout=30)
     time.sleep(0.5)
     agent.kill()
-    body = e2e.wait_for(tenant, profile_id, _finished, timeout=30)
+    body = e2e.wait_for(tenant, profile_id, _finished, timeout=60)
     assert body["status"] == "failed"
     assert "did not upload" in body["error"]

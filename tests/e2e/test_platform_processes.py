@@ -1,0 +1,73 @@
+"""Celery beat driving continuous profiling, and the platform's workers profiling themselves."""
+
+import time
+
+import pytest
+
+from profiles.models import ProfileResult
+from tests.conftest import TenantFixture
+
+from .conftest import API, BIN
+
+pytestmark = [pytest.mark.e2e]
+
+
+def _wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_beat_runs_continuous_profiles_until_disabled(e2e):
+    """The e2e platform runs beat with a 3 s period and 1 s windows."""
+    tenant = TenantFixture("e2e-continuous")
+    e2e.start_agent(tenant, "svc-continuous", "service")
+    status, body = e2e.request(
+        "POST", f"{API}/continuous", tenant.api_raw, tenant.external_id,
+        {"service": "svc-continuous", "profileTypes": ["cpu", "goroutine"], "sampleRate": 50, "retentionDays": 7},
+    )
+    assert status == 201, body
+    runs = ProfileResult.objects.filter(tenant=tenant.tenant, service="svc-continuous", continuous=True)
+
+    def two_slots_completed():
+        done = runs.filter(status="completed")
+        return done.values("continuous_slot").distinct().count() >= 2
+
+    _wait_until(two_slots_completed, 45, f"two completed slots\n{e2e.logs()}")
+    for slot in runs.values_list("continuous_slot", flat=True).distinct():
+        # one run per type per slot, whatever beat's timing did
+        assert sorted(runs.filter(continuous_slot=slot).values_list("profile_type", flat=True)) == ["cpu", "goroutine"]
+    assert runs.filter(status="completed", profile_type="cpu").first().sample_rate == 50
+
+    status, _ = e2e.request(
+        "PATCH", f"{API}/continuous/svc-continuous", tenant.api_raw, tenant.external_id, {"enabled": False}
+    )
+    assert status == 200
+    count_when_disabled = runs.count()
+    time.sleep(7)  # more than two periods
+    assert runs.count() == count_when_disabled
+    assert not runs.filter(status="running", phase="waiting").exists()
+
+
+def test_a_worker_with_profiling_self_profiles_itself(e2e):
+    tenant = TenantFixture("e2e-self")
+    worker = e2e.start_process(
+        "self-worker",
+        [str(BIN / "celery"), "-A", "profiling_platform", "worker", "--pool", "prefork", "--concurrency", "1",
+         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", "self@%h"],
+        PROFILING_SELF="1", PROFILING_SERVER_URL=e2e.url, PROFILING_TENANT_ID=tenant.external_id,
+        PROFILING_TOKEN=tenant.agent_raw, PROFILING_POLL_SECONDS="0.5",
+    )
+    status, body = e2e.request(
+        "POST", f"{API}/start", tenant.api_raw, tenant.external_id,
+        {"service": "profiling-worker", "profileType": "goroutine", "durationSeconds": 2},
+    )
+    assert status == 202, body
+    body = e2e.wait_for(tenant, body["id"], lambda b: b.get("status") in ("completed", "failed"), timeout=60)
+    assert body["status"] == "completed", f"{body['error']}\n{e2e.logs()}"
+    # A prefork child claimed it: not the worker's parent process.
+    assert body["instance"]["pid"] != worker.pid
+    assert body["sampleCount"] > 0
