@@ -169,7 +169,7 @@ class AgentRunSerializer(serializers.Serializer):
 
 class AgentPollResponseSerializer(serializers.Serializer):
     run = AgentRunSerializer(allow_null=True)
-    pollAfterSeconds = serializers.IntegerField()
+    pollAfterSeconds = serializers.FloatField()
 
 
 # --- compare ----------------------------------------------------------------------------------
