@@ -58,6 +58,11 @@ def _known_services(user) -> list[str]:
 @login_required
 @require_GET
 def profile_list(request):
+    return _render_profile_list(request, start_form=StartProfileForm(user=request.user))
+
+
+def _render_profile_list(request, *, start_form, status=200):
+    """The list with its filters (from the query string) and the start form."""
     filters = ProfileFilterForm(request.GET or None, user=request.user)
     profiles = profiles_for_user(request.user).defer("notes", "instance")
     if request.GET:
@@ -73,10 +78,11 @@ def profile_list(request):
             "filters": filters,
             "page": page,
             "query": query.urlencode(),
-            "start_form": StartProfileForm(user=request.user),
+            "start_form": start_form,
             "has_tenants": tenants_for_user(request.user).exists(),
             "known_services": _known_services(request.user),
         },
+        status=status,
     )
 
 
@@ -86,22 +92,7 @@ def profile_start(request):
     """Start a run for the chosen service's agent, then show its page, which follows its progress."""
     form = StartProfileForm(request.POST, user=request.user)
     if not form.is_valid():
-        filters = ProfileFilterForm(user=request.user)
-        page = Paginator(profiles_for_user(request.user).order_by("-started_at", "-id"), PAGE_SIZE).get_page(1)
-        return render(
-            request,
-            "profiles/list.html",
-            {
-                "section": "profiles",
-                "filters": filters,
-                "page": page,
-                "query": "",
-                "start_form": form,
-                "has_tenants": tenants_for_user(request.user).exists(),
-                "known_services": _known_services(request.user),
-            },
-            status=400,
-        )
+        return _render_profile_list(request, start_form=form, status=400)
     data = form.cleaned_data
     profile = services.profile_start(
         tenant=data["tenant"],

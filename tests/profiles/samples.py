@@ -4,28 +4,35 @@ import gzip
 import json
 
 
-def raw_cpu_profile(hot_ns: int = 900_000_000, cold_ns: int = 100_000_000) -> dict:
-    """A small, valid pyprof-raw/1 cpu profile: main -> hot and main -> cold."""
+def raw_document(profile_type: str, frames: list[dict], samples: list[dict], duration: float) -> dict:
+    """A pyprof-raw/1 document around the given frames and samples."""
     return {
         "format": "pyprof-raw/1",
-        "profileType": "cpu",
-        "engine": "py-spy",
-        "unit": "nanoseconds",
+        "profileType": profile_type,
+        "engine": ENGINES[profile_type],
+        "unit": UNITS[profile_type],
         "startedAt": 1764000000.0,
-        "durationSeconds": 2.0,
+        "durationSeconds": duration,
         "sampleRate": 100,
-        "sampleCount": (hot_ns + cold_ns) // 10_000_000,
-        "frames": [
-            {"function": "main", "file": "/app/app.py", "line": 1},
-            {"function": "hot", "file": "/app/app.py", "line": 10},
-            {"function": "cold", "file": "/app/app.py", "line": 20},
-        ],
-        "samples": [
-            {"stack": [0, 1], "value": hot_ns, "count": hot_ns // 10_000_000, "thread": "MainThread"},
-            {"stack": [0, 2], "value": cold_ns, "count": cold_ns // 10_000_000, "thread": "MainThread"},
-        ],
+        "sampleCount": sum(s["count"] for s in samples),
+        "frames": frames,
+        "samples": samples,
         "notes": [],
     }
+
+
+def raw_cpu_profile(hot_ns: int = 900_000_000, cold_ns: int = 100_000_000) -> dict:
+    """A small, valid pyprof-raw/1 cpu profile: main -> hot and main -> cold."""
+    frames = [
+        {"function": "main", "file": "/app/app.py", "line": 1},
+        {"function": "hot", "file": "/app/app.py", "line": 10},
+        {"function": "cold", "file": "/app/app.py", "line": 20},
+    ]
+    samples = [
+        {"stack": [0, 1], "value": hot_ns, "count": hot_ns // 10_000_000, "thread": "MainThread"},
+        {"stack": [0, 2], "value": cold_ns, "count": cold_ns // 10_000_000, "thread": "MainThread"},
+    ]
+    return raw_document("cpu", frames, samples, 2.0)
 
 
 def gzip_json(obj) -> bytes:
@@ -49,19 +56,7 @@ def raw_profile(leaves: dict[str, int], *, profile_type: str = "cpu", duration: 
         for i, value in enumerate(leaves.values(), start=1):
             if value:
                 samples.append({"stack": [0, i], "value": value, "count": max(1, value // 10_000_000), "thread": thread})
-    return {
-        "format": "pyprof-raw/1",
-        "profileType": profile_type,
-        "engine": ENGINES[profile_type],
-        "unit": UNITS[profile_type],
-        "startedAt": 1764000000.0,
-        "durationSeconds": duration,
-        "sampleRate": 100,
-        "sampleCount": sum(s["count"] for s in samples),
-        "frames": frames,
-        "samples": samples,
-        "notes": [],
-    }
+    return raw_document(profile_type, frames, samples, duration)
 
 
 def completed_profile(tenant, raw: dict, *, service: str = "ai-service", started_at=None, continuous_slot=None):

@@ -2,22 +2,7 @@
 
 import random
 
-
-def _profile(profile_type, unit, frames, samples, duration=10.0):
-    return {
-        "format": "pyprof-raw/1",
-        "profileType": profile_type,
-        "engine": "py-spy" if profile_type == "cpu" else "thread-sampler",
-        "unit": unit,
-        "startedAt": 1764000000.0,
-        "durationSeconds": duration,
-        "sampleRate": 100,
-        "sampleCount": sum(s["count"] for s in samples),
-        "frames": frames,
-        "samples": samples,
-        "notes": [],
-    }
-
+from tests.profiles.samples import raw_document
 
 # A web request handler's shape: folded stacks with values in milliseconds of CPU.
 SERVICE_STACKS = {
@@ -51,7 +36,7 @@ def service_profile(scale: dict[str, float] | None = None, duration: float = 10.
         {"function": name, "file": files.get(name, "/app/shop/views.py" if "view" in name else "/app/server.py"), "line": 10 + i * 7}
         for name, i in index.items()
     ]
-    return _profile("cpu", "nanoseconds", frames, samples, duration)
+    return raw_document("cpu", frames, samples, duration)
 
 
 def wide_profile(n_frames: int = 10_000, seed: int = 7) -> dict:
@@ -77,4 +62,4 @@ def wide_profile(n_frames: int = 10_000, seed: int = 7) -> dict:
         stack.reverse()
         value = int(rng.paretovariate(1.2) * 1_000_000)
         samples.append({"stack": stack[-512:], "value": value, "count": 1, "thread": "MainThread"})
-    return _profile("cpu", "nanoseconds", frames, samples)
+    return raw_document("cpu", frames, samples, 10.0)
