@@ -1,3 +1,4 @@
+import os
 import threading
 
 from django.conf import settings
@@ -17,7 +18,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--service", default="ai-service")
         parser.add_argument("--tenant", default="550e8400", help="created when missing")
-        parser.add_argument("--server", default=f"http://127.0.0.1:{settings.PORT}")
+        # Not settings.PORT: under a Procfile runner PORT is this process's own port, not the web's.
+        parser.add_argument(
+            "--server", default=os.environ.get("PROFILING_SERVER_URL", "http://127.0.0.1:8088")
+        )
         parser.add_argument("--mode", choices=demo.MODES, default="service")
         parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: run until interrupted)")
 
