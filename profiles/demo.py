@@ -10,7 +10,6 @@ import threading
 import time
 
 _hoard: list[bytearray] = []
-_lock = threading.Lock()
 
 
 def burn_cpu(n: int = 22) -> int:
@@ -42,9 +41,9 @@ def churn(rounds: int = 200) -> int:
     return total
 
 
-def contend(hold_seconds: float = 0.005) -> None:
+def contend(lock: threading.Lock, hold_seconds: float = 0.005) -> None:
     """Waits for a lock other threads hold: the mutex hot spot."""
-    with _lock:
+    with lock:
         time.sleep(hold_seconds)
 
 
@@ -83,7 +82,9 @@ def run(mode: str, stop: threading.Event) -> list[threading.Thread]:
     if every or mode == "alloc":
         plans += [("churner", churn, (200,), 0.001)]
     if every or mode == "mutex":
-        plans += [(f"contender-{i}", contend, (0.005,), 0.0) for i in range(4)]
+        # Created here, after the agent started: the lock profiler sees only locks made after it.
+        lock = threading.Lock()
+        plans += [(f"contender-{i}", contend, (lock, 0.005), 0.0) for i in range(4)]
     if every or mode == "block":
         plans += [(f"napper-{i}", nap, (0.05,), 0.0) for i in range(3)]
     threads = [
