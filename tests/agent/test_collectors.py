@@ -539,3 +539,23 @@ def test_no_temporary_files_are_left_behind(monkeypatch, tmp_path):
     collectors.collect("cpu", duration_seconds=0.5, sample_rate=100)
     collectors.collect("alloc", duration_seconds=0.3, sample_rate=100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_threads_waiting_on_a_wrapped_lock_show_their_own_frame_not_the_wrapper(lock_profiler):
+    lock = threading.Lock()  # wrapped: created after installation
+
+    def holder(stop: threading.Event) -> None:
+        with lock:
+            stop.wait()
+
+    def waiter_fn(stop: threading.Event) -> None:
+        lock.acquire(timeout=2)
+
+    with running(holder, names=["holder"]):
+        time.sleep(0.1)
+        with running(waiter_fn, names=["waiter"]):
+            profile = collectors.collect("goroutine", duration_seconds=1, sample_rate=1)
+    leaves = {profile["frames"][s["stack"][-1]]["function"] for s in profile["samples"] if s["thread"] == "waiter"}
+    assert {name.rsplit(".", 1)[-1] for name in leaves} == {"waiter_fn"}
+    files = {f["file"] for f in profile["frames"]}
+    assert locks.__file__ not in files

@@ -58,15 +58,25 @@ def thread_names() -> dict[int, str]:
     return {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
 
 
+# Files whose frames are the agent's own, not the program's: the lock profiler's wrapper sits on
+# the stack of every thread waiting for a lock. Stacks leave them out (the caller is the leaf).
+_HIDDEN_FILES: set[str] = set()
+
+
+def hide_frames_of(filename: str) -> None:
+    _HIDDEN_FILES.add(filename)
+
+
 def code_stack(frame: FrameType | None, limit: int = 4 * MAX_DEPTH) -> tuple[CodeType, ...]:
-    """Code objects of ``frame`` and its callers, root first.
+    """Code objects of ``frame`` and its callers, root first, without the agent's own frames.
 
     Code objects rather than (name, file, line) tuples: they are hashable, cheap to collect in
     a hot path, and ``co_firstlineno`` is exactly the def line the raw format asks for.
     """
     codes = []
     while frame is not None and len(codes) < limit:
-        codes.append(frame.f_code)
+        if frame.f_code.co_filename not in _HIDDEN_FILES:
+            codes.append(frame.f_code)
         frame = frame.f_back
     codes.reverse()
     return tuple(codes)

@@ -42,9 +42,11 @@ from ._common import (
     ProfileBuilder,
     Window,
     code_stack,
+    hide_frames_of,
 )
 
 ENGINE = "lock-wrapper"
+hide_frames_of(__file__)  # a thread waiting for a lock shows its caller, not the wrapper
 
 _state_lock = _thread.allocate_lock()  # a real lock: it guards the wrapper's own tables
 _original: dict[str, object] = {}
