@@ -100,6 +100,7 @@ def profile_start(request):
         profile_type=data["profile_type"],
         duration_seconds=data["duration_seconds"],
         sample_rate=data["sample_rate"],
+        engine=data["engine"],
     )
     return redirect("profile-page", pk=profile.pk)
 

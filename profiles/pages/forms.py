@@ -2,10 +2,12 @@
 
 from django import forms
 
-from ..models import SERVICE_VALIDATOR, ProfileType, Status
+from ..models import ENGINES_BY_TYPE, SERVICE_VALIDATOR, ProfileType, Status
 from .access import tenants_for_user
 
 TYPE_CHOICES = [(value, value) for value in ProfileType.values]
+ALL_ENGINES = sorted({engine for engines in ENGINES_BY_TYPE.values() for engine in engines})
+ENGINE_CHOICES = [("", "default"), *((engine, engine) for engine in ALL_ENGINES)]
 
 
 class StartProfileForm(forms.Form):
@@ -18,6 +20,15 @@ class StartProfileForm(forms.Form):
     profile_type = forms.ChoiceField(label="Type", choices=TYPE_CHOICES, initial=ProfileType.CPU)
     duration_seconds = forms.IntegerField(label="Duration (s)", min_value=1, max_value=3600, initial=10)
     sample_rate = forms.IntegerField(label="Rate (Hz)", min_value=1, max_value=1000, initial=100)
+    engine = forms.ChoiceField(required=False, choices=ENGINE_CHOICES, initial="")
+
+    def clean(self):
+        data = super().clean()
+        engine, profile_type = data.get("engine"), data.get("profile_type")
+        if engine and profile_type and engine not in ENGINES_BY_TYPE[profile_type]:
+            allowed = ", ".join(ENGINES_BY_TYPE[profile_type])
+            self.add_error("engine", f"{engine} cannot collect {profile_type} profiles; use {allowed}.")
+        return data
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

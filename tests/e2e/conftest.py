@@ -105,8 +105,9 @@ class Platform:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def platform(django_db_setup, django_db_blocker):
+    """Package-scoped: beat must not go on dispatching into the database of later tests."""
     log_dir = Path(tempfile.mkdtemp(prefix="e2e-logs-"))
     port = _free_port()
     env = {

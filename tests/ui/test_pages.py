@@ -145,6 +145,14 @@ def test_start_form_creates_a_run_and_its_page_follows_progress(member_client, t
     assert b"data-run-progress" in html and reverse("profile-status", args=[run.pk]).encode() in html
 
 
+def test_start_form_chooses_an_engine_that_fits_the_type(member_client, tenant):
+    form = {"tenant": tenant.tenant.pk, "service": "ai-service", "duration_seconds": 5, "sample_rate": 100}
+    wrong = member_client.post(reverse("profile-start-page"), {**form, "profile_type": "memory", "engine": "yappi"})
+    assert wrong.status_code == 400 and b"yappi cannot collect memory profiles" in wrong.content
+    member_client.post(reverse("profile-start-page"), {**form, "profile_type": "cpu", "engine": "yappi"})
+    assert ProfileResult.objects.get().engine == "yappi"
+
+
 def test_start_form_rejects_bad_input_and_other_tenants(member_client, tenant, other_tenant):
     bad = member_client.post(
         reverse("profile-start-page"),
