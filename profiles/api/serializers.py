@@ -37,18 +37,23 @@ class TopFunctionSerializer(serializers.Serializer):
     totalPercent = serializers.FloatField()
 
 
-class ProfileResultSerializer(serializers.ModelSerializer):
-    """The seed's ProfileResult in camelCase, plus what a user needs while and after it runs."""
+class ProfileSummaryFields(serializers.ModelSerializer):
+    """The camelCase fields a profile shows wherever it is listed or read."""
 
     profileType = serializers.CharField(source="profile_type")
     startedAt = serializers.DateTimeField(source="started_at")
     completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
     durationSeconds = serializers.FloatField(source="effective_duration_seconds")
     sampleCount = serializers.IntegerField(source="sample_count")
+    totalValue = serializers.IntegerField(source="total_value")
+
+
+class ProfileResultSerializer(ProfileSummaryFields):
+    """The seed's ProfileResult in camelCase, plus what a user needs while and after it runs."""
+
     sampleRate = serializers.IntegerField(source="sample_rate")
     topFunctions = TopFunctionSerializer(source="top_functions", many=True)
     flameGraphUrl = serializers.SerializerMethodField()
-    totalValue = serializers.IntegerField(source="total_value")
     sizeBytes = serializers.IntegerField(source="size_bytes")
 
     class Meta:
@@ -123,13 +128,7 @@ class FunctionPointSerializer(serializers.Serializer):
     )
 
 
-class HistoryItemSerializer(serializers.ModelSerializer):
-    profileType = serializers.CharField(source="profile_type")
-    startedAt = serializers.DateTimeField(source="started_at")
-    completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
-    durationSeconds = serializers.FloatField(source="effective_duration_seconds")
-    sampleCount = serializers.IntegerField(source="sample_count")
-    totalValue = serializers.IntegerField(source="total_value")
+class HistoryItemSerializer(ProfileSummaryFields):
     normalizedTotal = serializers.FloatField(source="normalized_total")
     function = serializers.SerializerMethodField()
 
