@@ -89,6 +89,8 @@ def profile_load_analysis(*, profile: ProfileResult) -> Profile:
             data = fh.read()
     except FileNotFoundError:
         raise ProfileNotReady(f"the stored data of profile {profile.pk} is missing") from None
+    except OSError:
+        raise ProfileNotReady(f"the stored data of profile {profile.pk} could not be read") from None
     try:
         with _gc_paused():
             raw = load_gzip_json(data, settings.PROFILING_MAX_RAW_BYTES)
@@ -253,14 +255,12 @@ def continuous_next_run_at(*, config: ContinuousProfile, now: datetime) -> datet
     if not config.enabled:
         return None
     slot = continuous_slot_for(now)
-    last = getattr(config, "last_slot", None)
-    if last is None and not hasattr(config, "last_slot"):
-        last = (
-            ProfileResult.objects.filter(
-                tenant_id=config.tenant_id, service=config.service, continuous_slot__isnull=False
-            )
-            .aggregate(last=Max("continuous_slot"))["last"]
-        )
+    if hasattr(config, "last_slot"):  # annotated by continuous_profile_list: no query per row
+        last = config.last_slot
+    else:
+        last = ProfileResult.objects.filter(
+            tenant_id=config.tenant_id, service=config.service, continuous_slot__isnull=False
+        ).aggregate(last=Max("continuous_slot"))["last"]
     if last is None or last < slot:
         return slot
     return slot + timedelta(seconds=settings.PROFILING_CONTINUOUS_PERIOD_SECONDS)

@@ -28,7 +28,6 @@ from .pages.access import (
     tenants_for_user,
 )
 from .pages.data import (
-    ProfileDataUnavailable,
     profile_flamegraph,
     profiles_comparison,
 )
@@ -193,7 +192,7 @@ def profile_detail(request, pk):
         ]
         try:
             context["graph"] = profile_flamegraph(profile)
-        except ProfileDataUnavailable as exc:
+        except selectors.ProfileNotReady as exc:
             context["graph_error"] = str(exc)
     return render(request, "profiles/detail.html", context)
 
@@ -282,7 +281,7 @@ def compare(request):
         else:
             try:
                 result = profiles_comparison(base, comparison)
-            except (ProfileDataUnavailable, IncomparableProfiles) as exc:
+            except (selectors.ProfileNotReady, IncomparableProfiles) as exc:
                 context["error"] = f"These two profiles cannot be compared: {exc}."
             else:
                 changes = result.result
@@ -452,6 +451,6 @@ def shared_flamegraph(request, token):
     if profile.status == Status.COMPLETED:
         try:
             context["graph"] = profile_flamegraph(profile)
-        except ProfileDataUnavailable as exc:
+        except selectors.ProfileNotReady as exc:
             context["graph_error"] = str(exc)
     return render(request, "profiles/flamegraph_shared.html", context)

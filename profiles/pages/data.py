@@ -10,28 +10,9 @@ from typing import Any, TypeVar
 
 from ..analysis.compare import compare_profiles, differential_tree, normalization_scale
 from ..analysis.flamegraph import flame_tree
-from ..analysis.model import Profile
 from ..models import ProfileResult
-from ..selectors import ProfileNotReady, profile_load_analysis
+from ..selectors import profile_load_analysis
 from .flamegraph import FlameGraph, render_flamegraph
-
-
-class ProfileDataUnavailable(Exception):
-    """The profile has no readable analysis data; the message says why, for the page."""
-
-
-def load_profile_analysis(profile: ProfileResult) -> Profile:
-    """The profile's stored payload as an analysis `Profile` (the selectors' reader).
-
-    Not completed, no file, or a payload that no longer validates: ProfileDataUnavailable.
-    """
-    try:
-        return profile_load_analysis(profile=profile)
-    except ProfileNotReady as exc:
-        raise ProfileDataUnavailable(str(exc)) from exc
-    except OSError as exc:
-        raise ProfileDataUnavailable(f"the stored data of profile {profile.pk} could not be read") from exc
-
 
 # --- flame graphs, cached per process -------------------------------------------------------------
 
@@ -63,10 +44,10 @@ def _version(profile: ProfileResult) -> tuple:
 
 
 def profile_flamegraph(profile: ProfileResult) -> FlameGraph:
-    """The profile's flame graph (raises ProfileDataUnavailable)."""
+    """The profile's flame graph (raises selectors.ProfileNotReady)."""
 
     def build() -> FlameGraph:
-        analysis = load_profile_analysis(profile)
+        analysis = profile_load_analysis(profile=profile)
         return render_flamegraph(flame_tree(analysis, max_nodes=MAX_NODES), unit=analysis.unit)
 
     return _cached(("flame", *_version(profile)), build)
@@ -83,12 +64,12 @@ class Comparison:
 def profiles_comparison(base: ProfileResult, comparison: ProfileResult) -> Comparison:
     """Regressions, improvements and the differential flame graph of two profiles.
 
-    Raises ProfileDataUnavailable (either side unreadable) or IncomparableProfiles.
+    Raises selectors.ProfileNotReady (either side unreadable) or IncomparableProfiles.
     """
 
     def build() -> Comparison:
-        before = load_profile_analysis(base)
-        after = load_profile_analysis(comparison)
+        before = profile_load_analysis(profile=base)
+        after = profile_load_analysis(profile=comparison)
         result = compare_profiles(before, after)
         per_second = normalization_scale(after) is not None
         graph = render_flamegraph(

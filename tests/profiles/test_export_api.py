@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+from django.core.files.storage import FileSystemStorage
 
 from profiles import services
 from profiles.analysis import parse_pprof
@@ -103,6 +104,17 @@ def test_a_profile_that_is_not_completed_is_409(api_client, tenant):
     response = _export(api_client, running, "pprof")
     assert response.status_code == 409
     assert "running" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_stored_file_that_cannot_be_read_is_409_not_500(api_client, profile, monkeypatch):
+    def unreadable(*args, **kwargs):
+        raise PermissionError("permission denied")
+
+    monkeypatch.setattr(FileSystemStorage, "open", unreadable)
+    response = _export(api_client, profile, "pprof")
+    assert response.status_code == 409
+    assert "could not be read" in response.json()["detail"]
 
 
 @pytest.mark.django_db
