@@ -124,6 +124,19 @@ def agents():
         handle.stop(timeout=2)
 
 
+@pytest.fixture
+def launch(server, agents):
+    """Start an agent of "ai-service" against the fake server (overrides by keyword); stopped after the test."""
+
+    def _launch(*, server_url=None, token=TOKEN, **options) -> AgentHandle:
+        options = {"poll_seconds": 0.05, "collector": FakeCollector(), **FAST, **options}
+        handle = start("ai-service", server_url or server.url, TENANT, token, **options)
+        agents.append(handle)
+        return handle
+
+    return _launch
+
+
 def run_assignment(run_id="run-1", profile_type="cpu", duration=0.2, engine=None):
     return {
         "id": run_id,
@@ -197,19 +210,8 @@ class CollectorError(Exception):
         self.reason = reason
 
 
-def test_polls_with_headers_and_instance(server, agents):
-    agents.append(
-        start(
-            "ai-service",
-            server.url,
-            TENANT,
-            TOKEN,
-            poll_seconds=0.05,
-            collector=FakeCollector(),
-            engines={"cpu": ["py-spy", "yappi"]},
-            **FAST,
-        )
-    )
+def test_polls_with_headers_and_instance(server, launch):
+    launch(engines={"cpu": ["py-spy", "yappi"]})
     server.wait_for(lambda: len(server.of("poll")) >= 2)
     poll = server.of("poll")[0]
     assert poll["path"] == PREFIX + "poll"
@@ -226,14 +228,10 @@ def test_polls_with_headers_and_instance(server, agents):
     assert any(t.name == "profiles-agent-poller" and t.daemon for t in threading.enumerate())
 
 
-def test_collects_and_uploads_gzip_json(server, agents):
+def test_collects_and_uploads_gzip_json(server, launch):
     collector = FakeCollector()
     server.runs.append(run_assignment("r-42", "block", duration=0.3, engine="thread-sampler"))
-    agents.append(
-        start(
-            "ai-service", server.url, TENANT, TOKEN, poll_seconds=0.05, collector=collector, **FAST
-        )
-    )
+    handle = launch(collector=collector)
     server.wait_for(lambda: server.of("upload"))
     upload = server.of("upload")[0]
     assert upload["path"] == PREFIX + "runs/r-42/upload"
@@ -257,22 +255,12 @@ def test_collects_and_uploads_gzip_json(server, agents):
     assert progress and all(0.0 <= p["json"]["progress"] <= 1.0 for p in progress)
     assert progress[0]["path"] == PREFIX + "runs/r-42/progress"
     assert not server.of("fail")
-    server.wait_for(lambda: agents[0].stats()["runsCompleted"] == 1)
+    server.wait_for(lambda: handle.stats()["runsCompleted"] == 1)
 
 
-def test_collector_error_becomes_fail_with_reason(server, agents):
+def test_collector_error_becomes_fail_with_reason(server, launch):
     server.runs.append(run_assignment("r-7", "memory"))
-    agents.append(
-        start(
-            "ai-service",
-            server.url,
-            TENANT,
-            TOKEN,
-            poll_seconds=0.05,
-            collector=FakeCollector(CollectorError("memray: not installed")),
-            **FAST,
-        )
-    )
+    launch(collector=FakeCollector(CollectorError("memray: not installed")))
     server.wait_for(lambda: server.of("fail"))
     fail = server.of("fail")[0]
     assert fail["path"] == PREFIX + "runs/r-7/fail"
@@ -283,59 +271,29 @@ def test_collector_error_becomes_fail_with_reason(server, agents):
     server.wait_for(lambda: len(server.of("poll")) > polls + 1)
 
 
-def test_unexpected_collector_exception_is_reported_not_raised(server, agents):
+def test_unexpected_collector_exception_is_reported_not_raised(server, launch):
     server.runs.append(run_assignment("r-8"))
-    agents.append(
-        start(
-            "ai-service",
-            server.url,
-            TENANT,
-            TOKEN,
-            poll_seconds=0.05,
-            collector=FakeCollector(RuntimeError("boom")),
-            **FAST,
-        )
-    )
+    handle = launch(collector=FakeCollector(RuntimeError("boom")))
     server.wait_for(lambda: server.of("fail"))
     assert server.of("fail")[0]["json"] == {"error": "RuntimeError: boom"}
-    assert agents[0].running
+    assert handle.running
 
 
-def test_rejected_upload_is_failed_with_the_reason(server, agents):
+def test_rejected_upload_is_failed_with_the_reason(server, launch):
     server.runs.append(run_assignment("r-big", duration=0.05))
     server.status["upload"] = 413
-    agents.append(
-        start(
-            "ai-service",
-            server.url,
-            TENANT,
-            TOKEN,
-            poll_seconds=0.05,
-            collector=FakeCollector(),
-            **FAST,
-        )
-    )
+    launch()
     server.wait_for(lambda: server.of("fail"))
     assert len(server.of("upload")) == 1  # permanent: not retried
     error = server.of("fail")[0]["json"]["error"]
     assert "too large" in error and "413" in error
 
 
-def test_server_down_backs_off_and_host_is_unaffected(agents):
+def test_server_down_backs_off_and_host_is_unaffected(launch):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    handle = start(
-        "ai-service",
-        f"http://127.0.0.1:{port}",
-        TENANT,
-        TOKEN,
-        poll_seconds=0.02,
-        backoff_cap=0.32,
-        collector=FakeCollector(),
-        **FAST,
-    )
-    agents.append(handle)
+    handle = launch(server_url=f"http://127.0.0.1:{port}", poll_seconds=0.02, backoff_cap=0.32)
     total = sum(i * i for i in range(200_000))  # the host keeps working meanwhile
     deadline = time.monotonic() + 5
     while handle.stats()["consecutiveFailures"] < 6 and time.monotonic() < deadline:
@@ -349,20 +307,10 @@ def test_server_down_backs_off_and_host_is_unaffected(agents):
     assert total == sum(i * i for i in range(200_000))
 
 
-def test_unauthorized_logs_error_and_waits_the_cap(server, agents, caplog):
+def test_unauthorized_logs_error_and_waits_the_cap(server, launch, caplog):
     server.status["poll"] = 401
     caplog.set_level("ERROR", logger="profiles.agent")
-    handle = start(
-        "ai-service",
-        server.url,
-        TENANT,
-        "wrong",
-        poll_seconds=0.02,
-        backoff_cap=30,
-        collector=FakeCollector(),
-        **FAST,
-    )
-    agents.append(handle)
+    handle = launch(token="wrong", poll_seconds=0.02, backoff_cap=30)
     server.wait_for(lambda: handle.stats()["consecutiveFailures"] == 1)
     time.sleep(0.2)
     assert len(server.of("poll")) == 1  # no hammering: next poll only after ~the cap
@@ -373,18 +321,9 @@ def test_unauthorized_logs_error_and_waits_the_cap(server, agents, caplog):
     assert handle.stop(timeout=2) and time.monotonic() - started < 1
 
 
-def test_stop_joins_quickly_even_mid_collection(server, agents):
+def test_stop_joins_quickly_even_mid_collection(server, launch):
     server.runs.append(run_assignment("r-long", duration=30))
-    handle = start(
-        "ai-service",
-        server.url,
-        TENANT,
-        TOKEN,
-        poll_seconds=0.05,
-        collector=FakeCollector(),
-        **FAST,
-    )
-    agents.append(handle)
+    handle = launch()
     server.wait_for(lambda: server.of("progress"))
     started = time.monotonic()
     assert handle.stop(timeout=3) is True
@@ -400,19 +339,10 @@ def test_stop_joins_quickly_even_mid_collection(server, agents):
     assert any("ended early" in note for note in upload["notes"])
 
 
-def test_progress_conflict_cancels_the_run(server, agents):
+def test_progress_conflict_cancels_the_run(server, launch):
     server.runs.append(run_assignment("r-reaped", duration=30))
     server.status["progress"] = 409
-    handle = start(
-        "ai-service",
-        server.url,
-        TENANT,
-        TOKEN,
-        poll_seconds=0.05,
-        collector=FakeCollector(),
-        **FAST,
-    )
-    agents.append(handle)
+    launch()
     server.wait_for(lambda: server.of("progress"))
     polls = len(server.of("poll"))
     server.wait_for(lambda: len(server.of("poll")) > polls, timeout=3)  # back to polling
