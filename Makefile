@@ -9,12 +9,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml agent/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e './agent[all]' -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml agent/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e './agent[all]' -e '.[test]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -150,12 +150,12 @@ def workload(scale: float) -> None:
 
 # --- one run --------------------------------------------------------------------------------
 def child(config: str, scale: float) -> dict:
-    from profiles.agent import collectors
+    from profiling_agent import collectors
 
     profile_type, engine, tweaks, install_locks = ALL_CONFIGS[config]
     for dotted, value in tweaks.items():
         module_name, attr = dotted.split(".")
-        module = __import__(f"profiles.agent.collectors.{module_name}", fromlist=[attr])
+        module = __import__(f"profiling_agent.collectors.{module_name}", fromlist=[attr])
         setattr(module, attr, value)
     if install_locks:
         collectors.install_lock_profiler()

@@ -3,6 +3,7 @@ import uuid
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
+from profiling_agent import profile_format
 
 from tenants.models import Tenant
 
@@ -21,25 +22,9 @@ class ProfileType(models.TextChoices):
     GOROUTINE = "goroutine"
 
 
-UNIT_BY_TYPE = {
-    ProfileType.CPU: "nanoseconds",
-    ProfileType.MEMORY: "bytes",
-    ProfileType.ALLOC: "bytes",
-    ProfileType.BLOCK: "nanoseconds",
-    ProfileType.MUTEX: "nanoseconds",
-    ProfileType.GOROUTINE: "count",
-}
-
-
-# Engines an agent may use per type; the first is the default (see profiles/agent/collectors).
-ENGINES_BY_TYPE = {
-    ProfileType.CPU: ("py-spy", "yappi"),
-    ProfileType.MEMORY: ("memray",),
-    ProfileType.ALLOC: ("memray",),
-    ProfileType.BLOCK: ("thread-sampler",),
-    ProfileType.MUTEX: ("lock-wrapper",),
-    ProfileType.GOROUTINE: ("thread-sampler",),
-}
+# The raw format's types, units and engines live in the agent package (the one definition).
+UNIT_BY_TYPE = {ProfileType(kind): unit for kind, unit in profile_format.UNIT_BY_TYPE.items()}
+ENGINES_BY_TYPE = {ProfileType(kind): e for kind, e in profile_format.ENGINES_BY_TYPE.items()}
 
 # Per-second types are compared and trended per second of wall time; memory is a level in bytes.
 PER_SECOND_TYPES = {ProfileType.CPU, ProfileType.ALLOC, ProfileType.BLOCK, ProfileType.MUTEX, ProfileType.GOROUTINE}

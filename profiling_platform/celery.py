@@ -19,7 +19,7 @@ def _start_self_profiling() -> None:
 
     if not settings.PROFILING_SELF:
         return
-    from profiles.agent import start_from_env
+    from profiling_agent import start_from_env
 
     os.environ["PROFILING_SERVICE"] = "profiling-worker"
     start_from_env()

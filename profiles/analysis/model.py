@@ -15,23 +15,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
-FORMAT = "pyprof-raw/1"
-
-UNIT_BY_TYPE: dict[str, str] = {
-    "cpu": "nanoseconds",
-    "memory": "bytes",
-    "alloc": "bytes",
-    "block": "nanoseconds",
-    "mutex": "nanoseconds",
-    "goroutine": "count",
-}
-PROFILE_TYPES = frozenset(UNIT_BY_TYPE)
-ENGINES = frozenset({"py-spy", "yappi", "memray", "lock-wrapper", "thread-sampler"})
-
-MAX_FRAMES = 200_000
-MAX_SAMPLES = 500_000
-MAX_STACK_DEPTH = 512
-MAX_INT64 = 2**63 - 1  # pprof stores values as int64; larger numbers are garbage anyway
+from profiling_agent.profile_format import (  # noqa: F401 - re-exported
+    ENGINES,
+    FORMAT,
+    MAX_FRAMES,
+    MAX_INT64,
+    MAX_SAMPLES,
+    MAX_STACK_DEPTH,
+    PROFILE_TYPES,
+    UNIT_BY_TYPE,
+)
 
 FrameKey = tuple[str, str, int]
 _N = TypeVar("_N", int, float)

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the repository root, when pytest is run without it on the path
     sys.path.insert(0, str(ROOT))
 
-from profiles.agent import collectors  # noqa: E402
-from profiles.agent.collectors import locks, pyspy, threads  # noqa: E402
-from profiles.agent.collectors._source import SourceResolver  # noqa: E402
+from profiling_agent import collectors  # noqa: E402
+from profiling_agent.collectors import locks, pyspy, threads  # noqa: E402
+from profiling_agent.collectors._source import SourceResolver  # noqa: E402
 
 # --- helpers ---------------------------------------------------------------------------------
 

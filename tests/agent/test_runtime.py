@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from profiles.agent import AgentHandle, start, start_from_env  # noqa: E402
-from profiles.agent.client import (  # noqa: E402
+from profiling_agent import AgentHandle, start, start_from_env  # noqa: E402
+from profiling_agent.client import (  # noqa: E402
     AgentClient,
     AuthError,
     ConflictError,
@@ -203,7 +203,7 @@ class FakeCollector:
 
 
 class CollectorError(Exception):
-    """Stands in for profiles.agent.collectors.CollectorError (same name, same `reason`)."""
+    """Stands in for profiling_agent.collectors.CollectorError (same name, same `reason`)."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -309,7 +309,7 @@ def test_server_down_backs_off_and_host_is_unaffected(launch):
 
 def test_unauthorized_logs_error_and_waits_the_cap(server, launch, caplog):
     server.status["poll"] = 401
-    caplog.set_level("ERROR", logger="profiles.agent")
+    caplog.set_level("ERROR", logger="profiling_agent")
     handle = launch(token="wrong", poll_seconds=0.02, backoff_cap=30)
     server.wait_for(lambda: handle.stats()["consecutiveFailures"] == 1)
     time.sleep(0.2)
@@ -350,7 +350,7 @@ def test_progress_conflict_cancels_the_run(server, launch):
 
 
 def test_start_from_env(server, agents, caplog):
-    caplog.set_level("INFO", logger="profiles.agent")
+    caplog.set_level("INFO", logger="profiling_agent")
     assert start_from_env({"PROFILING_SERVER_URL": server.url}) is None
     assert "PROFILING_TOKEN" in caplog.text and "not started" in caplog.text
     assert start_from_env({}) is None
@@ -403,7 +403,7 @@ def test_forked_child_starts_its_own_agent(server, tmp_path):
     script.write_text(
         textwrap.dedent(f"""
         import os, sys, time
-        from profiles.agent import start
+        from profiling_agent import start
         handle = start("forky", {server.url!r}, "t", "tok", poll_seconds=0.05, lock_profiler=False,
                        collector=lambda *a, **k: {{}})
         time.sleep(0.2)
@@ -456,7 +456,7 @@ def test_run_wrapper_preserves_exit_code_and_streams(server, tmp_path):
         [
             sys.executable,
             "-m",
-            "profiles.agent",
+            "profiling_agent",
             "run",
             "--server",
             server.url,
@@ -510,7 +510,7 @@ def test_run_wrapper_module_and_uncaught_exception(server, tmp_path):
         "PROFILING_POLL_SECONDS": "0.05",
     }
     env["PYTHONPATH"] += os.pathsep + str(tmp_path)
-    command = [sys.executable, "-m", "profiles.agent", "run", "--", "-m", "pkgdemo.cli", "a"]
+    command = [sys.executable, "-m", "profiling_agent", "run", "--", "-m", "pkgdemo.cli", "a"]
     ok = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=20)
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "module __main__ ['a']\n", "")
     crash = subprocess.run(
@@ -519,13 +519,13 @@ def test_run_wrapper_module_and_uncaught_exception(server, tmp_path):
     assert crash.returncode == 1
     assert crash.stderr.startswith("Traceback (most recent call last):")
     assert crash.stderr.rstrip().endswith("ValueError: kaboom")
-    assert "runpy" not in crash.stderr and "profiles/agent" not in crash.stderr
+    assert "runpy" not in crash.stderr and "agent/profiling_agent" not in crash.stderr
     assert server.of("poll") and server.of("poll")[0]["json"]["service"] == "mod"
 
 
 def test_help():
     proc = subprocess.run(
-        [sys.executable, "-m", "profiles.agent", "--help"],
+        [sys.executable, "-m", "profiling_agent", "--help"],
         env=_python_env(),
         cwd=ROOT,
         capture_output=True,

@@ -71,11 +71,11 @@ class Platform:
             return exc.code, json.loads(exc.read() or b"{}")
 
     def start_agent(self, tenant, service: str, mode: str, seconds: float = 120) -> subprocess.Popen:
-        """`python -m profiles.agent run -- workload.py MODE`: an unmodified program, wrapped."""
+        """`python -m profiling_agent run -- workload.py MODE`: an unmodified program, wrapped."""
         log = open(self.log_dir / f"agent-{service}-{len(self.agents)}.log", "wb")
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "profiles.agent", "run", "--server", self.url,
+                sys.executable, "-m", "profiling_agent", "run", "--server", self.url,
                 "--tenant", tenant.external_id, "--token", tenant.agent_raw, "--service", service,
                 "--", str(WORKLOAD), mode, str(seconds),
             ],

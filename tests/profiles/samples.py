@@ -3,13 +3,15 @@
 import gzip
 import json
 
+from profiling_agent.profile_format import DEFAULT_ENGINES
+
 
 def raw_document(profile_type: str, frames: list[dict], samples: list[dict], duration: float) -> dict:
     """A pyprof-raw/1 document around the given frames and samples."""
     return {
         "format": "pyprof-raw/1",
         "profileType": profile_type,
-        "engine": ENGINES[profile_type],
+        "engine": DEFAULT_ENGINES[profile_type],
         "unit": UNITS[profile_type],
         "startedAt": 1764000000.0,
         "durationSeconds": duration,
@@ -40,7 +42,6 @@ def gzip_json(obj) -> bytes:
 
 
 UNITS = {"cpu": "nanoseconds", "memory": "bytes", "alloc": "bytes", "block": "nanoseconds", "mutex": "nanoseconds", "goroutine": "count"}
-ENGINES = {"cpu": "py-spy", "memory": "memray", "alloc": "memray", "block": "thread-sampler", "mutex": "lock-wrapper", "goroutine": "thread-sampler"}
 
 
 def raw_profile(leaves: dict[str, int], *, profile_type: str = "cpu", duration: float = 60.0, threads=("MainThread",)) -> dict:

@@ -1,6 +1,6 @@
 """The pages in headless Chromium (Debian's `chromium`, driven by Playwright's Python API).
 
-A real agent thread (profiles.agent.start) runs inside the test process against the live
+A real agent thread (profiling_agent.start) runs inside the test process against the live
 server, with a collector that returns a known profile, so a run started from the form is
 claimed, collected, uploaded and processed for real. Screenshots of every page go to
 test-artifacts/screenshots/.
@@ -131,7 +131,7 @@ def slow_collector(profile_type, *, duration_seconds, sample_rate, engine=None, 
 
 @pytest.fixture
 def agent(tenant, live_server):
-    from profiles.agent import start
+    from profiling_agent import start
 
     handle = start(
         "shop-web", live_server.url, tenant.external_id, tenant.agent_raw,

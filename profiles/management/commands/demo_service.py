@@ -3,9 +3,9 @@ import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from profiling_agent import start
 
 from profiles import demo
-from profiles.agent import start
 from tenants.models import ApiToken, TokenScope
 from tenants.services import tenant_get_or_create, token_create, token_revoke
 

@@ -27,7 +27,7 @@ import zlib
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
 
-from profiles.agent import collectors  # noqa: E402
+from profiling_agent import collectors  # noqa: E402
 
 STOP = threading.Event()
 BY_THREAD: dict[str, dict[str, float]] = {}  # thread -> function -> CPU seconds
@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--nonblocking", action="store_true")
     args = parser.parse_args()
     if args.nonblocking:
-        from profiles.agent.collectors import pyspy
+        from profiling_agent.collectors import pyspy
 
         pyspy.BLOCKING = False
     for name, functions in THREADS.items():

@@ -1,11 +1,11 @@
 """The profiling agent that embeds in any Python process (standard library only, no Django).
 
-    from profiles.agent import start, start_from_env
+    from profiling_agent import start, start_from_env
     handle = start_from_env()          # PROFILING_SERVER_URL, _TENANT_ID, _TOKEN, _SERVICE
     handle = start("ai-service", "http://profiling:8088", "550e8400", token)
     handle.stop()
 
-or wrap a program: `python -m profiles.agent run -- app.py [args]` (see `--help`).
+or wrap a program: `python -m profiling_agent run -- app.py [args]` (see `--help`).
 """
 
 from .client import AGENT_VERSION

@@ -28,6 +28,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from ..profile_format import DEFAULT_ENGINES, ENGINES_BY_TYPE
 from ._common import AGENT_THREAD_PREFIX, CollectorError, Window, validate_window
 from .locks import install_lock_profiler, lock_profiler_installed, uninstall_lock_profiler
 
@@ -43,23 +44,7 @@ __all__ = [
     "uninstall_lock_profiler",
 ]
 
-DEFAULT_ENGINES: dict[str, str] = {
-    "cpu": "py-spy",
-    "memory": "memray",
-    "alloc": "memray",
-    "block": "thread-sampler",
-    "mutex": "lock-wrapper",
-    "goroutine": "thread-sampler",
-}
-
-ENGINES: dict[str, tuple[str, ...]] = {
-    "cpu": ("py-spy", "yappi"),
-    "memory": ("memray",),
-    "alloc": ("memray",),
-    "block": ("thread-sampler",),
-    "mutex": ("lock-wrapper",),
-    "goroutine": ("thread-sampler",),
-}
+ENGINES = ENGINES_BY_TYPE
 
 # A raw _thread lock: never one of the lock profiler's wrappers, whatever is installed.
 _collect_lock = _thread.allocate_lock()

@@ -2,7 +2,7 @@
 
 Guarantees the host program can rely on:
 - Nothing raises into the host once `start()` returned: every failure is caught and logged on the
-  "profiles.agent" logger (which has only a NullHandler unless the host configures logging).
+  "profiling_agent" logger (which has only a NullHandler unless the host configures logging).
 - One run at a time per process; at most one profile is held in memory; HTTP answers are capped.
 - The server being down or failing (5xx, 429) means exponential backoff with jitter, capped at
   `backoff_cap` (60 s); a rejected token (401/403) means an error log and waiting the full cap.
@@ -47,7 +47,7 @@ from .client import (
     encode_profile,
 )
 
-log = logging.getLogger("profiles.agent")
+log = logging.getLogger("profiling_agent")
 log.addHandler(logging.NullHandler())
 
 POLLER_THREAD_NAME = "profiles-agent-poller"
@@ -648,7 +648,7 @@ def start(
     Raises ValueError for unusable arguments (empty service, bad URL, empty token) so a
     misconfiguration shows at start; after that nothing raises into the host.
     Starting again with the same service, server and tenant returns the running handle.
-    `collector` replaces `profiles.agent.collectors.collect` (tests, custom collectors);
+    `collector` replaces `profiling_agent.collectors.collect` (tests, custom collectors);
     `backoff_base` defaults to `poll_seconds`.
     """
     service = str(service or "").strip()

@@ -13,28 +13,22 @@ import time
 from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 
-FORMAT = "pyprof-raw/1"
+from ..profile_format import FORMAT, MAX_STACK_DEPTH, UNIT_BY_TYPE
+from ..profile_format import MAX_FRAMES as SERVER_MAX_FRAMES
+from ..profile_format import MAX_SAMPLES as SERVER_MAX_SAMPLES
 
 #: Threads whose name starts with this belong to the agent; every collector drops them so the
 #: profile shows the host program, not the profiler. The agent runtime names its threads so.
 AGENT_THREAD_PREFIX = "profiles-agent"
 
-# The server rejects more than 200,000 frames, 500,000 samples or a stack deeper than 512.
-# The collectors stay well inside those limits, folding the excess into marker frames, so an
-# upload is never refused for its size and the collector's memory stays bounded.
-MAX_FRAMES = 150_000
-MAX_SAMPLES = 200_000
-MAX_DEPTH = 512
+# The collectors stay well inside the server's limits, folding the excess into marker frames,
+# so an upload is never refused for its size and the collector's memory stays bounded.
+MAX_FRAMES = SERVER_MAX_FRAMES * 3 // 4
+MAX_SAMPLES = SERVER_MAX_SAMPLES * 2 // 5
+MAX_DEPTH = MAX_STACK_DEPTH
 _KEEP_ROOT = 255  # when a stack is too deep: this many root frames, a marker, the leaf rest
 
-UNITS = {
-    "cpu": "nanoseconds",
-    "block": "nanoseconds",
-    "mutex": "nanoseconds",
-    "memory": "bytes",
-    "alloc": "bytes",
-    "goroutine": "count",
-}
+UNITS = UNIT_BY_TYPE
 
 
 class CollectorError(Exception):

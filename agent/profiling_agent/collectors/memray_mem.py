@@ -49,7 +49,7 @@ from ._source import SourceResolver
 
 ENGINE = "memray"
 _DEALLOCATORS = {1, 5, 15}  # AllocatorType PYMALLOC_FREE, FREE, MUNMAP
-_AGENT_DIR = str(Path(__file__).resolve().parent.parent)  # profiles/agent: our own frames
+_AGENT_DIR = str(Path(__file__).resolve().parent.parent)  # agent/profiling_agent: our own frames
 _ALL_THREADS = "all threads"
 _MAX_STACK = 1024
 

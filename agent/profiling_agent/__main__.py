@@ -1,4 +1,4 @@
-"""`python -m profiles.agent run [options] -- script.py [args]` (or `-m module`, `-c code`).
+"""`python -m profiling_agent run [options] -- script.py [args]` (or `-m module`, `-c code`).
 
 Starts the agent in this process, then runs the target the way `python` itself would: as
 `__main__`, with `sys.argv` set to the target's argv and `sys.path[0]` set to the script's
@@ -25,10 +25,10 @@ from .runtime import start_from_env
 
 _USAGE_EXAMPLES = """\
 examples:
-  python -m profiles.agent run -- app.py --port 8000
-  python -m profiles.agent run --service worker -- -m celery -A proj worker
+  python -m profiling_agent run -- app.py --port 8000
+  python -m profiling_agent run --service worker -- -m celery -A proj worker
   PROFILING_SERVER_URL=http://profiling:8088 PROFILING_TENANT_ID=550e8400 \\
-  PROFILING_TOKEN=... PROFILING_SERVICE=ai-service python -m profiles.agent run -- app.py
+  PROFILING_TOKEN=... PROFILING_SERVICE=ai-service python -m profiling_agent run -- app.py
 
 Options default to the PROFILING_* environment variables. Prefer PROFILING_TOKEN over --token:
 command lines are visible to other users of the machine (ps).
@@ -37,7 +37,7 @@ command lines are visible to other users of the machine (ps).
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m profiles.agent",
+        prog="python -m profiling_agent",
         description="Profiling agent: runs a Python program with the agent started in-process.",
         epilog=_USAGE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,7 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run a script or module with the agent started",
-        usage="python -m profiles.agent run [options] -- (script.py | -m module | -c code) [args ...]",
+        usage="python -m profiling_agent run [options] -- (script.py | -m module | -c code) [args ...]",
         epilog=_USAGE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -85,7 +85,7 @@ def _configure_logging(level_name: str) -> None:
         level = logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logger = logging.getLogger("profiles.agent")
+    logger = logging.getLogger("profiling_agent")
     logger.addHandler(handler)
     logger.setLevel(level)
 
