@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import agent, views
 
 urlpatterns = [
     path("start", views.ProfileStartView.as_view(), name="profile-start"),
@@ -8,10 +8,10 @@ urlpatterns = [
     path("compare", views.ProfileCompareView.as_view(), name="profile-compare"),
     path("continuous", views.ContinuousListView.as_view(), name="continuous-list"),
     path("continuous/<str:service>", views.ContinuousDetailView.as_view(), name="continuous-detail"),
-    path("agent/poll", views.AgentPollView.as_view(), name="agent-poll"),
-    path("agent/runs/<str:profile_id>/progress", views.AgentProgressView.as_view(), name="agent-progress"),
-    path("agent/runs/<str:profile_id>/upload", views.AgentUploadView.as_view(), name="agent-upload"),
-    path("agent/runs/<str:profile_id>/fail", views.AgentFailView.as_view(), name="agent-fail"),
+    path("agent/poll", agent.AgentPollView.as_view(), name="agent-poll"),
+    path("agent/runs/<str:profile_id>/progress", agent.AgentProgressView.as_view(), name="agent-progress"),
+    path("agent/runs/<str:profile_id>/upload", agent.AgentUploadView.as_view(), name="agent-upload"),
+    path("agent/runs/<str:profile_id>/fail", agent.AgentFailView.as_view(), name="agent-fail"),
     path("<str:profile_id>/export", views.ProfileExportView.as_view(), name="profile-export"),
     path("<str:profile_id>", views.ProfileDetailView.as_view(), name="profile-detail"),
 ]

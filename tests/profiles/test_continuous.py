@@ -231,7 +231,7 @@ def test_a_concurrent_tick_is_stopped_by_the_constraint_without_undoing_other_ru
         tenant=ContinuousProfile.objects.get(service="ai-service").tenant, service="ai-service",
         profile_type="memory", duration_seconds=2, continuous_slot=T0,
     )
-    monkeypatch.setattr(services, "_slot_runs", lambda slot: set())  # as if it raced past the check
+    monkeypatch.setattr(services.continuous, "_slot_runs", lambda slot: set())  # as if it raced past the check
     assert services.continuous_dispatch(now=T0) == 2
     assert ProfileResult.objects.filter(continuous_slot=T0).count() == 3
 

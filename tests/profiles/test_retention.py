@@ -121,7 +121,7 @@ def test_a_missing_file_does_not_stop_the_purge(tenant, settings):
 @pytest.mark.django_db
 def test_purge_deletes_in_batches(tenant, settings, monkeypatch):
     settings.PROFILING_DEFAULT_RETENTION_DAYS = 30
-    monkeypatch.setattr(services, "PURGE_BATCH", 2)
+    monkeypatch.setattr(services.retention, "PURGE_BATCH", 2)
     profiles = [_aged(tenant.tenant, 31 + i) for i in range(5)]
     keep = _aged(tenant.tenant, 1)
     assert services.profiles_purge_expired() == 5

@@ -1,4 +1,4 @@
-"""Writes: the life of a profile run. Views, tasks and commands call these, never the ORM directly."""
+"""Writes for the life of a profile run: start, claim, progress, upload, processing, failure, reaping."""
 
 import gzip
 import json
@@ -8,18 +8,17 @@ from operator import itemgetter
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import transaction
 from django.utils import timezone
 
 from tenants.models import Tenant
 
-from .analysis.model import InvalidProfile, Profile, load_gzip_json
-from .analysis.summary import top_functions
-from .models import UNIT_BY_TYPE, ContinuousProfile, Phase, ProfileResult, Status
-from .selectors import continuous_slot_for
+from ..analysis.model import InvalidProfile, Profile, load_gzip_json
+from ..analysis.summary import top_functions
+from ..models import UNIT_BY_TYPE, Phase, ProfileResult, Status
 
 logger = logging.getLogger(__name__)
+
 
 PROCESSING_DEADLINE = timedelta(minutes=5)
 COMPACT_LEVEL9_MAX_BYTES = 4 * 1024 * 1024
@@ -86,7 +85,7 @@ def profile_record_progress(*, profile: ProfileResult, progress: float) -> None:
 
 def profile_accept_upload(*, profile: ProfileResult, data: bytes) -> ProfileResult:
     """Store the raw upload (gzip JSON) and queue its processing."""
-    from .tasks import process_upload
+    from ..tasks import process_upload
 
     with transaction.atomic():
         locked = ProfileResult.objects.select_for_update().get(pk=profile.pk)
@@ -190,174 +189,3 @@ def _compact_payload(profile: Profile) -> bytes:
     return gzip.compress(text, compresslevel=level, mtime=0)
 
 
-# --- continuous profiling ---------------------------------------------------------------------
-
-
-@transaction.atomic
-def continuous_profile_upsert(
-    *,
-    tenant: Tenant,
-    service: str,
-    profile_types: list[str],
-    sample_rate: int = 100,
-    retention_days: int = 30,
-    enabled: bool = True,
-) -> tuple[ContinuousProfile, bool]:
-    """Create or replace the one configuration of `service`; returns (config, created)."""
-    config, created = ContinuousProfile.objects.update_or_create(
-        tenant=tenant,
-        service=service,
-        defaults={
-            "profile_types": list(profile_types),
-            "sample_rate": sample_rate,
-            "retention_days": retention_days,
-            "enabled": enabled,
-        },
-    )
-    _continuous_cancel_waiting(config=config)
-    return config, created
-
-
-@transaction.atomic
-def continuous_profile_update(
-    *,
-    config: ContinuousProfile,
-    profile_types: list[str] | None = None,
-    sample_rate: int | None = None,
-    retention_days: int | None = None,
-    enabled: bool | None = None,
-) -> ContinuousProfile:
-    """Change some fields of a configuration (None keeps a field as it is)."""
-    changes = {
-        "profile_types": list(profile_types) if profile_types is not None else None,
-        "sample_rate": sample_rate,
-        "retention_days": retention_days,
-        "enabled": enabled,
-    }
-    for field, value in changes.items():
-        if value is not None:
-            setattr(config, field, value)
-    config.save()
-    _continuous_cancel_waiting(config=config)
-    return config
-
-
-@transaction.atomic
-def continuous_profile_delete(*, config: ContinuousProfile) -> None:
-    """Stop continuous profiling of a service; its stored profiles stay (default retention)."""
-    config.enabled = False
-    _continuous_cancel_waiting(config=config)
-    config.delete()
-
-
-def _continuous_cancel_waiting(*, config: ContinuousProfile) -> int:
-    """Fail the continuous runs no agent has claimed yet that the configuration no longer wants.
-
-    Disabling (or dropping a type) then takes effect at once: agents polling after the change
-    get no run of the old configuration. Runs already being collected finish normally.
-    """
-    waiting = ProfileResult.objects.filter(
-        tenant_id=config.tenant_id,
-        service=config.service,
-        continuous=True,
-        status=Status.RUNNING,
-        phase=Phase.WAITING,
-    )
-    if config.enabled:
-        waiting = waiting.exclude(profile_type__in=config.profile_types)
-    return waiting.update(
-        status=Status.FAILED,
-        phase=Phase.DONE,
-        error="continuous profiling of this type was disabled before an agent claimed the run",
-        completed_at=timezone.now(),
-    )
-
-
-def continuous_dispatch(*, now=None) -> int:
-    """Create this slot's runs: one per enabled configuration and profile type. Returns how many.
-
-    The slot is `now` floored to PROFILING_CONTINUOUS_PERIOD_SECONDS; each run lasts
-    PROFILING_CONTINUOUS_WINDOW_SECONDS. Idempotent: runs that exist for the slot are skipped,
-    and the `one_continuous_run_per_slot` constraint stops a concurrent tick, each insert in
-    its own savepoint so one duplicate does not undo the others.
-    """
-    now = now or timezone.now()
-    slot = continuous_slot_for(now)
-    window = settings.PROFILING_CONTINUOUS_WINDOW_SECONDS
-    existing = _slot_runs(slot)
-    configs = ContinuousProfile.objects.filter(enabled=True, tenant__is_active=True).select_related("tenant")
-    created = 0
-    for config in configs:
-        for profile_type in config.profile_types:
-            if (config.tenant_id, config.service, profile_type) in existing:
-                continue
-            try:
-                with transaction.atomic():
-                    profile_start(
-                        tenant=config.tenant,
-                        service=config.service,
-                        profile_type=profile_type,
-                        duration_seconds=window,
-                        sample_rate=config.sample_rate,
-                        continuous_slot=slot,
-                    )
-            except IntegrityError:
-                continue  # another tick created it first
-            created += 1
-    return created
-
-
-def _slot_runs(slot) -> set[tuple[int, str, str]]:
-    return set(
-        ProfileResult.objects.filter(continuous_slot=slot).values_list("tenant_id", "service", "profile_type")
-    )
-
-
-# --- retention --------------------------------------------------------------------------------
-
-PURGE_BATCH = 500
-
-
-def profiles_purge_expired(*, now=None) -> int:
-    """Delete expired profiles, rows and stored files. Returns how many were deleted.
-
-    Continuous profiles of a configured service live `retentionDays`; on-demand profiles, and
-    continuous ones of a service whose configuration is gone, live
-    PROFILING_DEFAULT_RETENTION_DAYS. Age is counted from `started_at`. Running profiles are
-    never touched (the reaper ends them first).
-    """
-    now = now or timezone.now()
-    default_cutoff = now - timedelta(days=settings.PROFILING_DEFAULT_RETENTION_DAYS)
-    finished = ProfileResult.objects.exclude(status=Status.RUNNING)
-    deleted = 0
-    for config in ContinuousProfile.objects.only("tenant_id", "service", "retention_days").iterator():
-        cutoff = now - timedelta(days=config.retention_days)
-        deleted += _purge(
-            finished.filter(
-                tenant_id=config.tenant_id, service=config.service, continuous=True, started_at__lt=cutoff
-            )
-        )
-    has_config = ContinuousProfile.objects.filter(tenant_id=OuterRef("tenant_id"), service=OuterRef("service"))
-    deleted += _purge(
-        finished.filter(started_at__lt=default_cutoff).filter(Q(continuous=False) | ~Exists(has_config))
-    )
-    return deleted
-
-
-def _purge(queryset) -> int:
-    """Delete the rows in batches; each batch's files go once its rows are gone for good."""
-    deleted = 0
-    while True:
-        batch = list(queryset.values_list("pk", "payload")[:PURGE_BATCH])
-        if not batch:
-            return deleted
-        with transaction.atomic():
-            ProfileResult.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
-        storage = ProfileResult._meta.get_field("payload").storage
-        for _, name in batch:
-            if name:
-                try:
-                    storage.delete(name)
-                except OSError:
-                    logger.warning("could not delete the stored profile %s", name, exc_info=True)
-        deleted += len(batch)

@@ -1,0 +1,131 @@
+"""The agent protocol's endpoints: poll (claim), progress, upload, fail. Agent-scoped tokens only."""
+
+import gzip
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from tenants.api import TenantScopedAPIView
+from tenants.models import TokenScope
+
+from .. import services
+from ..models import ProfileResult
+from .serializers import (
+    AgentFailSerializer,
+    AgentPollResponseSerializer,
+    AgentPollSerializer,
+    AgentProgressSerializer,
+    ErrorSerializer,
+)
+from .views import AUTH_ERRORS, NOT_FOUND, UNSUPPORTED
+
+
+class AgentView(TenantScopedAPIView):
+    """Base of the agent endpoints: agent-scoped tokens only."""
+
+    required_scope = TokenScope.AGENT
+    queryset = ProfileResult.objects.all()
+    lookup_url_kwarg = "profile_id"
+
+
+class AgentPollView(AgentView):
+    """The agent asks for work; the oldest waiting run of its service is claimed for it, atomically."""
+
+    serializer_class = AgentPollSerializer
+
+    @extend_schema(
+        request=AgentPollSerializer,
+        responses={200: AgentPollResponseSerializer, **AUTH_ERRORS, **UNSUPPORTED},
+    )
+    def post(self, request):
+        poll = AgentPollSerializer(data=request.data)
+        poll.is_valid(raise_exception=True)
+        profile = services.profile_claim_next(
+            tenant=request.tenant, service=poll.validated_data["service"], instance=poll.validated_data["instance"]
+        )
+        run = None
+        if profile is not None:
+            run = {
+                "id": str(profile.pk),
+                "profileType": profile.profile_type,
+                "durationSeconds": profile.requested_duration_seconds,
+                "sampleRate": profile.sample_rate,
+                "engine": profile.engine or None,
+            }
+        return Response({"run": run, "pollAfterSeconds": settings.PROFILING_POLL_SECONDS})
+
+
+class AgentProgressView(AgentView):
+    serializer_class = AgentProgressSerializer
+
+    @extend_schema(
+        request=AgentProgressSerializer,
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **UNSUPPORTED},
+    )
+    def post(self, request, profile_id):
+        body = AgentProgressSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.profile_record_progress(profile=self.get_object(), progress=body.validated_data["progress"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AgentFailView(AgentView):
+    serializer_class = AgentFailSerializer
+
+    @extend_schema(
+        request=AgentFailSerializer,
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **UNSUPPORTED},
+    )
+    def post(self, request, profile_id):
+        body = AgentFailSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.profile_fail(profile=self.get_object(), error=f"agent: {body.validated_data['error']}")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The uploaded profile is too large."
+
+
+class AgentUploadView(AgentView):
+    """The raw profile: gzip-compressed pyprof-raw/1 JSON, at most PROFILING_MAX_UPLOAD_BYTES."""
+
+    parser_classes = []  # the body is read raw, with its size checked first
+
+    @extend_schema(
+        request={"application/json": OpenApiTypes.BINARY},
+        responses={
+            202: ErrorSerializer,
+            **AUTH_ERRORS,
+            **NOT_FOUND,
+            409: OpenApiResponse(ErrorSerializer, description="the run takes no upload (not collecting)"),
+            413: OpenApiResponse(ErrorSerializer, description="over PROFILING_MAX_UPLOAD_BYTES"),
+        },
+    )
+    def post(self, request, profile_id):
+        profile = self.get_object()
+        limit = settings.PROFILING_MAX_UPLOAD_BYTES
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise PayloadTooLarge(f"The upload is {declared} bytes; the limit is {limit} bytes.")
+        data = request._request.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes.")
+        if not data.startswith(b"\x1f\x8b"):
+            if request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip" or not data:
+                raise exceptions.ParseError("The upload is not gzip data.")
+            data = gzip.compress(data, mtime=0)  # plain JSON is accepted too; stored compressed
+        try:
+            services.profile_accept_upload(profile=profile, data=data)
+        except services.RunConflict as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response({"detail": "accepted"}, status=status.HTTP_202_ACCEPTED)
+
+

@@ -1,0 +1,24 @@
+"""Writes: views, tasks and commands call these, never the ORM directly. One module per concern."""
+
+from .continuous import (  # noqa: F401
+    continuous_dispatch,
+    continuous_profile_delete,
+    continuous_profile_update,
+    continuous_profile_upsert,
+)
+from .retention import (  # noqa: F401
+    PURGE_BATCH,
+    profiles_purge_expired,
+)
+from .runs import (  # noqa: F401
+    COMPACT_LEVEL9_MAX_BYTES,
+    PROCESSING_DEADLINE,
+    RunConflict,
+    profile_accept_upload,
+    profile_claim_next,
+    profile_fail,
+    profile_process_upload,
+    profile_record_progress,
+    profile_start,
+    profiles_reap_overdue,
+)

@@ -1,0 +1,60 @@
+"""Retention: purge expired profiles and their files."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from ..models import ContinuousProfile, ProfileResult, Status
+
+logger = logging.getLogger(__name__)
+
+PURGE_BATCH = 500
+
+
+def profiles_purge_expired(*, now=None) -> int:
+    """Delete expired profiles, rows and stored files. Returns how many were deleted.
+
+    Continuous profiles of a configured service live `retentionDays`; on-demand profiles, and
+    continuous ones of a service whose configuration is gone, live
+    PROFILING_DEFAULT_RETENTION_DAYS. Age is counted from `started_at`. Running profiles are
+    never touched (the reaper ends them first).
+    """
+    now = now or timezone.now()
+    default_cutoff = now - timedelta(days=settings.PROFILING_DEFAULT_RETENTION_DAYS)
+    finished = ProfileResult.objects.exclude(status=Status.RUNNING)
+    deleted = 0
+    for config in ContinuousProfile.objects.only("tenant_id", "service", "retention_days").iterator():
+        cutoff = now - timedelta(days=config.retention_days)
+        deleted += _purge(
+            finished.filter(
+                tenant_id=config.tenant_id, service=config.service, continuous=True, started_at__lt=cutoff
+            )
+        )
+    has_config = ContinuousProfile.objects.filter(tenant_id=OuterRef("tenant_id"), service=OuterRef("service"))
+    deleted += _purge(
+        finished.filter(started_at__lt=default_cutoff).filter(Q(continuous=False) | ~Exists(has_config))
+    )
+    return deleted
+
+
+def _purge(queryset) -> int:
+    """Delete the rows in batches; each batch's files go once its rows are gone for good."""
+    deleted = 0
+    while True:
+        batch = list(queryset.values_list("pk", "payload")[:PURGE_BATCH])
+        if not batch:
+            return deleted
+        with transaction.atomic():
+            ProfileResult.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+        storage = ProfileResult._meta.get_field("payload").storage
+        for _, name in batch:
+            if name:
+                try:
+                    storage.delete(name)
+                except OSError:
+                    logger.warning("could not delete the stored profile %s", name, exc_info=True)
+        deleted += len(batch)
