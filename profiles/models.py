@@ -73,6 +73,17 @@ class ProfileResult(models.Model):
         null=True, blank=True, help_text="when the reaper fails the run if it is still running"
     )
     instance = models.JSONField(default=dict, blank=True, help_text="the agent instance that ran it")
+    claimed_by = models.CharField(max_length=64, blank=True, help_text="instance id of the claiming agent")
+    lease_hash = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the lease the claim handed out; progress, upload and fail present it"
+    )
+    scheduled_start_at = models.DateTimeField(
+        null=True, blank=True, help_text="when collection begins (continuous windows are claimed ahead of it)"
+    )
+    processing_attempts = models.PositiveSmallIntegerField(default=0)
+    overhead_percent = models.FloatField(
+        null=True, blank=True, help_text="the agent's CPU over the process's CPU during the window"
+    )
     sample_count = models.PositiveIntegerField(default=0)
     unit = models.CharField(max_length=16, blank=True)
     total_value = models.BigIntegerField(default=0, help_text="sum of all samples, in `unit`")
@@ -140,3 +151,29 @@ class ContinuousProfile(models.Model):
 
     def __str__(self):
         return f"{self.service} ({', '.join(self.profile_types)})"
+
+
+class AgentInstance(models.Model):
+    """One running agent (a process of a service), as last reported by its poll."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agent_instances")
+    service = models.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
+    instance_id = models.CharField(max_length=64)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    python = models.CharField(max_length=64, blank=True)
+    agent_version = models.CharField(max_length=32, blank=True)
+    engines = models.JSONField(default=dict, blank=True, help_text="profile type -> engines it can run")
+    collecting = models.JSONField(default=list, blank=True, help_text="the runs it was collecting at its last poll")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_poll_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["service", "-last_poll_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "service", "instance_id"], name="one_row_per_agent_instance"),
+        ]
+        indexes = [models.Index(fields=["tenant", "service", "-last_poll_at"], name="agent_instance_live")]
+
+    def __str__(self):
+        return f"{self.service} {self.host}:{self.pid}"

@@ -6,18 +6,21 @@ from .continuous import (  # noqa: F401
     continuous_profile_update,
     continuous_profile_upsert,
 )
+from .processing import (  # noqa: F401
+    COMPACT_LEVEL9_MAX_BYTES,
+    PROCESSING_DEADLINE,
+    profile_accept_upload,
+    profile_process_upload,
+)
 from .retention import (  # noqa: F401
     PURGE_BATCH,
     profiles_purge_expired,
 )
 from .runs import (  # noqa: F401
-    COMPACT_LEVEL9_MAX_BYTES,
-    PROCESSING_DEADLINE,
     RunConflict,
-    profile_accept_upload,
+    lease_hash,
     profile_claim_next,
     profile_fail,
-    profile_process_upload,
     profile_record_progress,
     profile_start,
     profiles_reap_overdue,
