@@ -11,5 +11,6 @@ urlpatterns = [
     path("compare/", views.compare, name="compare"),
     path("history/<str:tenant>/<str:service>/", views.history, name="history"),
     path("continuous/", views.continuous, name="continuous"),
+    path("services/", views.services_inventory, name="services"),
     path("flamegraph/<str:token>/", views.shared_flamegraph, name="flamegraph-shared"),
 ]

@@ -429,6 +429,25 @@ def continuous(request):
     )
 
 
+# --- services (the agents' live inventory) --------------------------------------------------------
+
+
+@login_required
+@require_GET
+def services_inventory(request):
+    now = timezone.now()
+    rows = [
+        {"tenant": tenant, **entry}
+        for tenant in tenants_for_user(request.user).order_by("external_id")
+        for entry in selectors.service_inventory(tenant=tenant, now=now)
+    ]
+    return render(
+        request,
+        "profiles/services.html",
+        {"section": "services", "rows": rows, "live_seconds": settings.PROFILING_AGENT_LIVE_SECONDS},
+    )
+
+
 # --- the signed link -------------------------------------------------------------------------------
 
 

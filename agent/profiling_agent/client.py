@@ -1,4 +1,4 @@
-"""HTTP client for the agent protocol (CONTRACT.md section 4), standard library only.
+"""HTTP client for the agent protocol (agent/PROTOCOL.md), standard library only.
 
 Every failure is raised as an `AgentError` subclass, split by what the caller should do next:
 `TransientError` (network trouble, timeouts, 5xx, 429, a garbled answer) means "try again later,
@@ -16,14 +16,16 @@ import gzip
 import http.client
 import json
 import math
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-AGENT_VERSION = "0.1.0"
-USER_AGENT = "profiles-agent/0.1"
+AGENT_VERSION = "0.2.0"
+USER_AGENT = f"profiles-agent/{AGENT_VERSION}"
+LEASE_HEADER = "X-Profiling-Lease"
 API_PREFIX = "/api/v1/observability/profiling/agent/"
 
 # Answers the agent reads are tiny JSON objects; anything bigger is not our server.
@@ -89,9 +91,10 @@ class PayloadTooLargeError(PermanentError):
 class MalformedRunError(PermanentError):
     """The poll answer handed us a run we cannot act on; the caller should `fail` it."""
 
-    def __init__(self, run_id: str, message: str):
+    def __init__(self, run_id: str, lease: str, message: str):
         super().__init__(message)
         self.run_id = run_id
+        self.lease = lease
 
 
 _PERMANENT_BY_STATUS: dict[int, type[PermanentError]] = {
@@ -106,19 +109,28 @@ _PERMANENT_BY_STATUS: dict[int, type[PermanentError]] = {
 
 @dataclass(frozen=True)
 class RunAssignment:
-    """A run this instance claimed: collect it, then upload or fail it."""
+    """A run this instance claimed: collect it from `start_at`, then upload or fail it by `deadline`.
+
+    `start_at` and `deadline` are this machine's epoch seconds (the server's, corrected by the
+    clock offset the poll answer showed).
+    """
 
     id: str
     profile_type: str
     duration_seconds: float
     sample_rate: float
     engine: str | None = None
+    lease: str = ""
+    start_at: float = 0.0
+    deadline: float = math.inf
+    continuous: bool = False
 
 
 @dataclass(frozen=True)
 class PollResult:
-    run: RunAssignment | None
+    runs: list[RunAssignment] = field(default_factory=list)
     poll_after_seconds: float | None = None
+    malformed: list[MalformedRunError] = field(default_factory=list)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -191,10 +203,17 @@ class AgentClient:
     # -- endpoints ---------------------------------------------------------------------------
 
     def poll(
-        self, service: str, instance: dict[str, Any], *, timeout: float | None = None
+        self,
+        service: str,
+        instance: dict[str, Any],
+        collecting: list[dict[str, Any]] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> PollResult:
-        """Ask for work; the server atomically assigns a waiting run to at most one poller."""
-        body = self._post_json("poll", {"service": service, "instance": instance}, timeout=timeout)
+        """Report this instance and what it collects; the server claims runs for it atomically."""
+        payload = {"service": service, "instance": instance, "collecting": collecting or []}
+        body = self._post_json("poll", payload, timeout=timeout)
+        received = time.time()
         try:
             data = json.loads(body)
         except ValueError as exc:
@@ -204,40 +223,68 @@ class AgentClient:
         poll_after = _finite_number(data.get("pollAfterSeconds"))
         if poll_after is not None and poll_after < 0:
             poll_after = None
-        run = data.get("run")
-        if run is None:
-            return PollResult(None, poll_after)
-        return PollResult(_parse_run(run), poll_after)
+        runs = data.get("runs")
+        if runs is None:
+            runs = []
+        if not isinstance(runs, list):
+            raise ProtocolError("poll answer's runs is not a list")
+        server_time = _finite_number(data.get("serverTime"))
+        clock_offset = received - server_time if server_time is not None else 0.0
+        result = PollResult(poll_after_seconds=poll_after)
+        for run in runs:
+            try:
+                result.runs.append(_parse_run(run, clock_offset))
+            except MalformedRunError as exc:
+                result.malformed.append(exc)
+        return result
 
-    def progress(self, run_id: str, fraction: float, *, timeout: float | None = None) -> None:
+    def progress(
+        self, run_id: str, lease: str, fraction: float, *, timeout: float | None = None
+    ) -> None:
+        """Raises ConflictError when the run is no longer collected under this lease: drop it."""
         fraction = min(1.0, max(0.0, float(fraction)))
         self._post_json(
-            f"runs/{_quote(run_id)}/progress", {"progress": round(fraction, 3)}, timeout=timeout
+            f"runs/{_quote(run_id)}/progress",
+            {"progress": round(fraction, 3)},
+            timeout=timeout,
+            lease=lease,
         )
 
     def upload(
-        self, run_id: str, profile: dict[str, Any] | bytes, *, timeout: float | None = None
+        self,
+        run_id: str,
+        lease: str,
+        profile: dict[str, Any] | bytes,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Upload a raw profile (a dict, or bytes already made by `encode_profile`)."""
         body = profile if isinstance(profile, bytes) else encode_profile(profile)
         self._request(
             f"runs/{_quote(run_id)}/upload",
             body,
-            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            {"Content-Type": "application/json", "Content-Encoding": "gzip", LEASE_HEADER: lease},
             timeout=self.upload_timeout if timeout is None else timeout,
         )
 
-    def fail(self, run_id: str, error: str, *, timeout: float | None = None) -> None:
+    def fail(self, run_id: str, lease: str, error: str, *, timeout: float | None = None) -> None:
         reason = str(error) or "unknown error"
         if len(reason) > MAX_FAIL_REASON_CHARS:
             reason = reason[: MAX_FAIL_REASON_CHARS - 3] + "..."
-        self._post_json(f"runs/{_quote(run_id)}/fail", {"error": reason}, timeout=timeout)
+        self._post_json(
+            f"runs/{_quote(run_id)}/fail", {"error": reason}, timeout=timeout, lease=lease
+        )
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _post_json(self, path: str, payload: dict[str, Any], *, timeout: float | None) -> bytes:
+    def _post_json(
+        self, path: str, payload: dict[str, Any], *, timeout: float | None, lease: str | None = None
+    ) -> bytes:
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        return self._request(path, body, {"Content-Type": "application/json"}, timeout=timeout)
+        headers = {"Content-Type": "application/json"}
+        if lease is not None:
+            headers[LEASE_HEADER] = lease
+        return self._request(path, body, headers, timeout=timeout)
 
     def _request(
         self, path: str, body: bytes, headers: dict[str, str], *, timeout: float | None
@@ -295,7 +342,7 @@ def _error_for_status(exc: urllib.error.HTTPError, path: str) -> AgentError:
     return cls(message, status=status, detail=detail)
 
 
-def _parse_run(run: Any) -> RunAssignment:
+def _parse_run(run: Any, clock_offset: float) -> RunAssignment:
     if (
         not isinstance(run, dict)
         or not isinstance(run.get("id"), str | int)
@@ -303,24 +350,37 @@ def _parse_run(run: Any) -> RunAssignment:
     ):
         raise ProtocolError("poll answer has a run without an id")
     run_id = str(run["id"])
+    lease = run.get("lease")
+    if not isinstance(lease, str) or not lease or any(ch in lease for ch in "\r\n\x00"):
+        raise ProtocolError(f"poll answer's run {run_id} has no usable lease")
+
+    def malformed(message: str) -> MalformedRunError:
+        return MalformedRunError(run_id, lease, f"agent: {message}")
+
     profile_type = run.get("profileType")
     if not isinstance(profile_type, str) or not profile_type:
-        raise MalformedRunError(run_id, "agent: run has no profileType")
+        raise malformed("run has no profileType")
     duration = _finite_number(run.get("durationSeconds"))
     if duration is None or duration <= 0:
-        raise MalformedRunError(
-            run_id, f"agent: invalid durationSeconds {run.get('durationSeconds')!r}"
-        )
+        raise malformed(f"invalid durationSeconds {run.get('durationSeconds')!r}")
     sample_rate = _finite_number(run.get("sampleRate", 100))
     if sample_rate is None or sample_rate <= 0:
-        raise MalformedRunError(run_id, f"agent: invalid sampleRate {run.get('sampleRate')!r}")
+        raise malformed(f"invalid sampleRate {run.get('sampleRate')!r}")
     engine = run.get("engine") or None
     if engine is not None and not isinstance(engine, str):
-        raise MalformedRunError(run_id, f"agent: invalid engine {engine!r}")
+        raise malformed(f"invalid engine {engine!r}")
+    start_at = _finite_number(run.get("startAt"))
+    deadline = _finite_number(run.get("deadline"))
+    if start_at is None or deadline is None or deadline <= start_at:
+        raise malformed(f"invalid startAt/deadline {run.get('startAt')!r}/{run.get('deadline')!r}")
     return RunAssignment(
         id=run_id,
         profile_type=profile_type,
         duration_seconds=duration,
         sample_rate=int(sample_rate) if sample_rate.is_integer() else sample_rate,
         engine=engine,
+        lease=lease,
+        start_at=start_at + clock_offset,
+        deadline=deadline + clock_offset,
+        continuous=bool(run.get("continuous")),
     )

@@ -32,6 +32,10 @@ ENGINES: frozenset[str] = frozenset(e for engines in ENGINES_BY_TYPE.values() fo
 
 #: Engines that slow the host several-fold: the server caps their windows (seconds).
 HEAVY_ENGINE_MAX_SECONDS: dict[str, int] = {"yappi": 300, "memray": 300}
+#: Engines that install the same per-thread hook: one of them at a time per process.
+EXCLUSIVE_ENGINES: frozenset[str] = frozenset({"yappi", "memray"})
+#: Runs one agent instance collects at once (the server claims no more for it).
+MAX_CONCURRENT_RUNS = 8
 
 # What the server accepts in one upload. The collectors stay inside these with a margin.
 MAX_FRAMES = 200_000

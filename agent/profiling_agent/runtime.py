@@ -1,18 +1,24 @@
-"""The in-process agent: a daemon thread that polls the profiling server, collects, and uploads.
+"""The in-process agent: a poller thread that claims runs, and one thread per run that collects
+and uploads it (agent/PROTOCOL.md).
 
 Guarantees the host program can rely on:
 - Nothing raises into the host once `start()` returned: every failure is caught and logged on the
   "profiling_agent" logger (which has only a NullHandler unless the host configures logging).
-- One run at a time per process; at most one profile is held in memory; HTTP answers are capped.
-- The server being down or failing (5xx, 429) means exponential backoff with jitter, capped at
-  `backoff_cap` (60 s); a rejected token (401/403) means an error log and waiting the full cap.
-- At interpreter exit (atexit) and on `handle.stop()`, a running collection is asked to stop and
-  what it collected so far is uploaded within the stop timeout.
-- After `os.fork()` the child gets a fresh agent thread of its own (own pid, new locks, no
-  inherited run); the parent's agent carries on untouched.
+- Several runs are collected at once (at most `profile_format.MAX_CONCURRENT_RUNS`, each in its
+  own thread); a run begins at the server's `startAt` and must be uploaded by its `deadline`.
+- Every call about a run carries its lease; a 409 (the run was reaped, cancelled or uploaded
+  elsewhere) stops that run and drops it.
+- The server being down means exponential backoff with jitter, capped at `backoff_cap` (60 s);
+  a finished profile is kept (at most one encoded body per run) and its upload retried until
+  the run's deadline; 413 fails the run with that reason.
+- On SIGTERM (when the handler could be installed), at interpreter exit and on `handle.stop()`,
+  running windows end early and what they collected is uploaded within the stop timeout; then
+  the host's previous SIGTERM handler (or the default behaviour) runs.
+- One poller per process: a forked child has no agent unless it starts one itself (or the
+  agent was started with `restart_on_fork=True`); its state is fresh (new instance id, no runs).
 
-Thread names are stable so collectors can leave the agent out of profiles:
-"profiles-agent-poller" and "profiles-agent-collector".
+Thread names start with "profiles-agent" so collectors leave the agent out of profiles:
+"profiles-agent-poller" and "profiles-agent-collector-<run>".
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import math
 import os
 import platform
 import random
+import secrets
+import signal
 import socket
 import threading
 import time
@@ -38,7 +46,6 @@ from .client import (
     AgentError,
     AuthError,
     ConflictError,
-    MalformedRunError,
     NotFoundError,
     PayloadTooLargeError,
     PermanentError,
@@ -46,6 +53,7 @@ from .client import (
     TransientError,
     encode_profile,
 )
+from .profile_format import MAX_CONCURRENT_RUNS
 
 log = logging.getLogger("profiling_agent")
 log.addHandler(logging.NullHandler())
@@ -76,28 +84,83 @@ class AgentConfig:
     backoff_cap: float = 60.0
     request_timeout: float = 10.0
     upload_timeout: float = 60.0
-    upload_attempts: int = 3
     exit_timeout: float = 5.0
-    restart_on_fork: bool = True
+    restart_on_fork: bool = False
+
+
+class _ActiveRun:
+    """A claimed run and its thread; `state` is written by that thread, `cancelled` by the poller."""
+
+    def __init__(self, run: RunAssignment):
+        self.run = run
+        self.stop = threading.Event()
+        self.state = "waiting"  # -> collecting -> uploading
+        self.collect_started: float | None = None  # monotonic
+        self.progress: float | None = None
+        self.cancelled = False  # the server no longer wants it: drop, report nothing
+        self.abandoned = False  # its collector ignored the stop: failed by the poller
+        self.hard_stop_at: float | None = None
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "runId": self.run.id,
+            "profileType": self.run.profile_type,
+            "engine": self.run.engine or "",
+        }
 
 
 # ---------------------------------------------------------------------------------------------
-# Process-wide registry: atexit and fork hooks act on every running handle of this process.
+# Process-wide registry: signal, atexit and fork hooks act on every running handle of this process.
 
 _registry_lock = _thread.allocate_lock()
 _active: set[AgentHandle] = set()
 _hooks_installed = False
+_previous_sigterm: Any = None
 
 
-def _install_process_hooks() -> None:
+def _install_process_hooks(handle_sigterm: bool) -> None:
     global _hooks_installed
     with _registry_lock:
-        if _hooks_installed:
-            return
+        first = not _hooks_installed
         _hooks_installed = True
-    atexit.register(_stop_all_at_exit)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+    if first:
+        atexit.register(_stop_all_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+    if handle_sigterm:
+        _install_sigterm_handler()
+
+
+def _install_sigterm_handler() -> None:
+    """Chain SIGTERM: upload what the windows hold, then run the host's handler (or the default)."""
+    global _previous_sigterm
+    if threading.current_thread() is not threading.main_thread():
+        log.debug("profiles agent: not started in the main thread; SIGTERM is left to the host")
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is _on_sigterm:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError) as exc:
+        log.debug("profiles agent: cannot handle SIGTERM here: %s", exc)
+        return
+    _previous_sigterm = previous
+
+
+def _on_sigterm(signum, frame) -> None:
+    try:
+        _stop_all(lambda handle: handle.config.exit_timeout)
+    except Exception:  # the host's own handling must run whatever happens here
+        pass
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_IGN:
+        return
+    else:  # SIG_DFL (or unknown: installed from C): terminate as the host would have
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _register(handle: AgentHandle) -> None:
@@ -115,17 +178,20 @@ def _running_handles() -> list[AgentHandle]:
         return list(_active)
 
 
-def _stop_all_at_exit() -> None:
-    # Wait for a collection in progress to be uploaded; an idle agent only gets a moment to
-    # finish an in-flight poll, so a short script is not held up by a slow or unreachable server.
+def _stop_all(timeout_of: Callable[[AgentHandle], float]) -> None:
     for handle in _running_handles():
         try:
-            busy = handle._current_run is not None
-            handle.stop(
-                timeout=handle.config.exit_timeout if busy else min(0.5, handle.config.exit_timeout)
-            )
-        except Exception:  # never disturb interpreter shutdown
+            handle.stop(timeout=timeout_of(handle))
+        except Exception:  # never disturb the host's shutdown
             pass
+
+
+def _stop_all_at_exit() -> None:
+    # Wait for collections in progress to be uploaded; an idle agent only gets a moment to
+    # finish an in-flight poll, so a short script is not held up by a slow or unreachable server.
+    _stop_all(
+        lambda h: h.config.exit_timeout if h.busy else min(0.5, h.config.exit_timeout)
+    )
 
 
 def _after_fork_in_child() -> None:
@@ -137,7 +203,7 @@ def _after_fork_in_child() -> None:
         try:
             handle._reinit_after_fork()
         except Exception:  # a broken agent must not break the child
-            log.exception("profiles agent: could not restart after fork")
+            log.exception("profiles agent: could not reset after fork")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,11 +233,14 @@ def _load_collector() -> tuple[CollectFn | None, str | None]:
 
 
 def _load_engines() -> dict[str, list[str]]:
+    """The engines that can run in this process (what the server routes by)."""
     try:
-        from .collectors import ENGINES
+        from .collectors import available_engines
+
+        return _json_engines(available_engines())
     except Exception:
+        log.warning("profiles agent: cannot tell which engines run here", exc_info=True)
         return {}
-    return _json_engines(ENGINES)
 
 
 def _json_engines(engines: Any) -> dict[str, list[str]]:
@@ -184,12 +253,6 @@ def _json_engines(engines: Any) -> dict[str, list[str]]:
 def _install_lock_profiler() -> None:
     try:
         from .collectors.locks import install_lock_profiler
-    except ImportError:
-        try:
-            from .collectors import install_lock_profiler
-        except ImportError:
-            log.debug("profiles agent: no lock profiler available; mutex profiles will be empty")
-            return
     except Exception:
         log.warning("profiles agent: could not import the lock profiler", exc_info=True)
         return
@@ -212,7 +275,6 @@ class AgentHandle:
     ):
         self.config = config
         self._client = client
-        self._injected_collector = collector
         self._collector, self._collector_problem = (
             (collector, None) if collector else _load_collector()
         )
@@ -226,10 +288,11 @@ class AgentHandle:
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self._thread: threading.Thread | None = None
-        self._collector_thread: threading.Thread | None = None
-        self._collect_stop: threading.Event | None = None
+        self._runs: dict[str, _ActiveRun] = {}
+        self._run_threads: list[threading.Thread] = []
         self._pid = os.getpid()
-        # statistics (written by the poller thread only)
+        self._instance_id = secrets.token_hex(8)  # one per process: a forked child gets its own
+        # statistics
         self._polls = 0
         self._failures = 0
         self._failures_total = 0
@@ -239,7 +302,7 @@ class AgentHandle:
         self._delays: deque[float] = deque(maxlen=32)
         self._runs_completed = 0
         self._runs_failed = 0
-        self._current_run: str | None = None
+        self._runs_dropped = 0
 
     # -- public ------------------------------------------------------------------------------
 
@@ -252,35 +315,49 @@ class AgentHandle:
         return self._pid
 
     @property
+    def instance_id(self) -> str:
+        return self._instance_id
+
+    @property
     def running(self) -> bool:
         thread = self._thread
         return thread is not None and thread.is_alive() and not self._stop.is_set()
 
-    def stop(self, timeout: float = 5.0) -> bool:
-        """Stop polling, ask a running collection to stop, upload what it has, join the thread.
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._runs)
 
-        Returns True when the agent thread has ended within `timeout` seconds. Never raises.
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop polling, end running windows early, upload what they hold, join the threads.
+
+        Returns True when every agent thread has ended within `timeout` seconds. Never raises.
         """
         try:
+            end = time.monotonic() + max(0.0, timeout)
             with self._lock:
-                self._stop_deadline = time.monotonic() + max(0.0, timeout)
+                self._stop_deadline = end
                 self._stop.set()
-                collect_stop = self._collect_stop
-            if collect_stop is not None:
-                collect_stop.set()
+                runs = list(self._runs.values())
+                threads = [self._thread, *self._run_threads]
+            for active in runs:
+                active.stop.set()
             _unregister(self)
-            thread = self._thread
-            if thread is None or thread is threading.current_thread():
-                return thread is None or not thread.is_alive()
-            thread.join(max(0.0, timeout))
-            return not thread.is_alive()
+            me = threading.current_thread()
+            for thread in threads:
+                if thread is not None and thread is not me:
+                    thread.join(max(0.0, end - time.monotonic()))
+            return not any(t is not None and t is not me and t.is_alive() for t in threads)
         except Exception:
             log.exception("profiles agent: error while stopping")
             return False
 
     def stats(self) -> dict[str, Any]:
+        with self._lock:
+            active = [a.run.id for a in self._runs.values()]
         return {
             "service": self.config.service,
+            "instance": self._instance_id,
             "pid": self._pid,
             "running": self.running,
             "polls": self._polls,
@@ -291,7 +368,8 @@ class AgentHandle:
             "recentDelaysSeconds": list(self._delays),
             "runsCompleted": self._runs_completed,
             "runsFailed": self._runs_failed,
-            "currentRun": self._current_run,
+            "runsDropped": self._runs_dropped,
+            "activeRuns": active,
         }
 
     def __repr__(self) -> str:
@@ -307,8 +385,9 @@ class AgentHandle:
         thread.start()
 
     def _reinit_after_fork(self) -> None:
+        # The parent's runs stay the parent's: the child reports nothing about them.
         was_running = not self._stop.is_set()
-        self._init_state()  # fresh locks and events, no thread, no run, this child's pid
+        self._init_state()  # fresh locks and events, no threads, no runs, a new instance id
         if was_running and self.config.restart_on_fork:
             self._start_thread()
         else:
@@ -317,29 +396,44 @@ class AgentHandle:
 
     def _loop(self) -> None:
         log.info(
-            "profiles agent started: service=%s server=%s pid=%s",
+            "profiles agent started: service=%s server=%s pid=%s instance=%s",
             self.config.service,
             self._client.base_url,
             self._pid,
+            self._instance_id,
         )
+        next_poll = next_watch = 0.0
         while not self._stop.is_set():
-            try:
-                delay = self._cycle()
-            except Exception:  # a bug here must not kill the agent or the host
-                log.exception("profiles agent: unexpected error; backing off")
-                self._failures += 1
-                self._failures_total += 1
-                delay = self._backoff_delay()
-            self._last_delay = delay
-            self._delays.append(round(delay, 4))
-            if delay > 0:
-                self._stop.wait(delay)
+            now = time.monotonic()
+            if now >= next_poll:
+                try:
+                    delay = self._cycle()
+                except Exception:  # a bug here must not kill the agent or the host
+                    log.exception("profiles agent: unexpected error; backing off")
+                    self._failures += 1
+                    self._failures_total += 1
+                    delay = self._backoff_delay()
+                self._last_delay = delay
+                self._delays.append(round(delay, 4))
+                next_poll = time.monotonic() + delay
+            if now >= next_watch:
+                try:
+                    self._watch_runs()
+                except Exception:
+                    log.exception("profiles agent: unexpected error while watching runs")
+                next_watch = time.monotonic() + self.config.progress_seconds
+            wait = next_poll - time.monotonic()
+            if self.busy:
+                wait = min(wait, next_watch - time.monotonic())
+            if wait > 0:
+                self._stop.wait(wait)
         log.info("profiles agent stopped: service=%s pid=%s", self.config.service, self._pid)
 
     # -- one poll ------------------------------------------------------------------------------
 
     def _instance(self, *, with_engines: bool) -> dict[str, Any]:
         instance: dict[str, Any] = {
+            "id": self._instance_id,
             "host": self._host,
             "pid": os.getpid(),
             "python": self._python,
@@ -350,11 +444,16 @@ class AgentHandle:
         return instance
 
     def _cycle(self) -> float:
-        """Poll once (and serve the run it brings). Returns how long to wait before the next poll."""
+        """Poll once and start a thread for every run it claimed. Returns the wait before the next."""
         self._polls += 1
+        with self._lock:
+            collecting = [a.report() for a in self._runs.values()]
         try:
             result = self._client.poll(
-                self.config.service, self._instance(with_engines=True), timeout=self._timeout()
+                self.config.service,
+                self._instance(with_engines=True),
+                collecting,
+                timeout=self._timeout(),
             )
         except AuthError as exc:
             self._note_failure(
@@ -364,11 +463,6 @@ class AgentHandle:
                 "PROFILING_TOKEN (an agent-scoped token) and PROFILING_TENANT_ID",
             )
             return self._cap_delay()
-        except MalformedRunError as exc:
-            self._note_success()
-            log.warning("profiles agent: run %s is malformed: %s", exc.run_id, exc)
-            self._fail(exc.run_id, str(exc))
-            return self._poll_delay(None)
         except PermanentError as exc:
             self._note_failure(exc, logging.ERROR, "polling was refused")
             return self._cap_delay()
@@ -376,15 +470,74 @@ class AgentHandle:
             self._note_failure(exc, logging.WARNING, "cannot reach the profiling server")
             return self._backoff_delay(exc.retry_after)
         self._note_success()
-        if result.run is None:
-            return self._poll_delay(result.poll_after_seconds)
-        if self._stop.is_set():
-            self._fail(
-                result.run.id, "agent: the profiled process exited before collection started"
-            )
-            return 0.0
-        self._serve(result.run)
-        return 0.0  # another run may already be waiting (continuous profiles)
+        for bad in result.malformed:
+            log.warning("profiles agent: run %s is malformed: %s", bad.run_id, bad)
+            self._fail_run(bad.run_id, bad.lease, str(bad))
+        for run in result.runs:
+            self._launch(run)
+        return self._poll_delay(result.poll_after_seconds)
+
+    def _launch(self, run: RunAssignment) -> None:
+        with self._lock:
+            if run.id in self._runs:
+                return
+            refusal = None
+            if self._stop.is_set():
+                refusal = "agent: the profiled process exited before collection started"
+            elif len(self._runs) >= MAX_CONCURRENT_RUNS:
+                refusal = f"agent: already collecting {MAX_CONCURRENT_RUNS} runs"
+            if refusal is None:
+                active = _ActiveRun(run)
+                thread = threading.Thread(
+                    target=self._run_main,
+                    args=(active,),
+                    name=f"{COLLECTOR_THREAD_NAME}-{run.id[:8]}",
+                    daemon=True,
+                )
+                self._runs[run.id] = active
+                self._run_threads = [t for t in self._run_threads if t.is_alive()] + [thread]
+        if refusal is not None:
+            self._fail_run(run.id, run.lease, refusal)
+            return
+        log.info(
+            "profiles agent: claimed run %s (%s, %ss at %s Hz, engine=%s, starts in %.1f s)",
+            run.id,
+            run.profile_type,
+            run.duration_seconds,
+            run.sample_rate,
+            run.engine or "default",
+            run.start_at - time.time(),
+        )
+        thread.start()
+
+    def _watch_runs(self) -> None:
+        """Report progress of collecting runs; a 409 cancels one; a stuck collector is abandoned."""
+        with self._lock:
+            runs = list(self._runs.values())
+        now = time.monotonic()
+        for active in runs:
+            run = active.run
+            if active.state != "collecting" or active.collect_started is None:
+                continue
+            elapsed = now - active.collect_started
+            overrun = run.duration_seconds + max(COLLECT_GRACE_SECONDS, run.duration_seconds / 2)
+            if elapsed >= overrun and active.hard_stop_at is None:
+                log.warning("profiles agent: run %s overran its window; stopping it", run.id)
+                active.stop.set()
+                active.hard_stop_at = now + HARD_STOP_SECONDS
+            if active.hard_stop_at is not None and now >= active.hard_stop_at and not active.abandoned:
+                active.abandoned = True
+                self._fail_run(run.id, run.lease, "agent: the collector did not stop after its window ended")
+                continue
+            fraction = active.progress if active.progress is not None else elapsed / run.duration_seconds
+            try:
+                self._client.progress(run.id, run.lease, min(fraction, 0.99), timeout=self._timeout())
+            except (ConflictError, NotFoundError) as exc:
+                log.info("profiles agent: run %s is no longer wanted (%s); dropping it", run.id, exc)
+                active.cancelled = True
+                active.stop.set()
+            except AgentError as exc:
+                log.debug("profiles agent: progress for run %s not sent: %s", run.id, exc)
 
     def _poll_delay(self, server_hint: float | None) -> float:
         # The server's pollAfterSeconds is a floor: it may slow agents down, never speed them up.
@@ -393,10 +546,11 @@ class AgentHandle:
             delay = max(delay, min(server_hint, MAX_SERVER_POLL_HINT_SECONDS))
         return delay * random.uniform(0.9, 1.1)  # spread prefork workers apart
 
-    def _backoff_delay(self, retry_after: float | None = None) -> float:
+    def _backoff_delay(self, retry_after: float | None = None, failures: int | None = None) -> float:
         # "Equal jitter": a uniform draw from [d/2, d] with d doubling per failure, so successive
         # waits never shrink until the cap while instances still spread out.
-        exponent = min(max(self._failures - 1, 0), 32)
+        failures = self._failures if failures is None else failures
+        exponent = min(max(failures - 1, 0), 32)
         ceiling = min(self.config.backoff_cap, self.config.backoff_base * (2**exponent))
         delay = ceiling / 2 + random.uniform(0, ceiling / 2)
         if retry_after is not None:
@@ -437,56 +591,32 @@ class AgentHandle:
             timeout = min(timeout, max(0.2, deadline - time.monotonic()))
         return timeout
 
-    def _progress_wait(self) -> float:
-        # While stopping, look more often so the partial profile is uploaded within the budget.
-        if self._stop.is_set():
-            return min(self.config.progress_seconds, 0.1)
-        return self.config.progress_seconds
-
-    def _past_stop_deadline(self) -> bool:
+    def _stop_budget_left(self) -> float:
         deadline = self._stop_deadline
-        return deadline is not None and time.monotonic() >= deadline
+        return math.inf if deadline is None else deadline - time.monotonic()
 
-    # -- one run -------------------------------------------------------------------------------
+    # -- one run (its own thread) ----------------------------------------------------------------
 
-    def _serve(self, run: RunAssignment) -> None:
-        log.info(
-            "profiles agent: collecting run %s (%s, %ss at %s Hz, engine=%s)",
-            run.id,
-            run.profile_type,
-            run.duration_seconds,
-            run.sample_rate,
-            run.engine or "default",
-        )
-        self._current_run = run.id
+    def _run_main(self, active: _ActiveRun) -> None:
         try:
-            self._collect_and_report(run)
+            self._serve(active)
+        except Exception:  # a bug here must not kill the host
+            log.exception("profiles agent: unexpected error in run %s", active.run.id)
         finally:
-            self._current_run = None
             with self._lock:
-                self._collect_stop = None
+                self._runs.pop(active.run.id, None)
 
-    def _collect_and_report(self, run: RunAssignment) -> None:
-        previous = self._collector_thread
-        if previous is not None and previous.is_alive():
-            self._fail(run.id, "agent: a previous collection is still running in this process")
+    def _serve(self, active: _ActiveRun) -> None:
+        run = active.run
+        wait = run.start_at - time.time()
+        if wait > 0 and active.stop.wait(wait):
+            if not active.cancelled:
+                self._fail_run(run.id, run.lease, "agent: the profiled process exited before the window began")
             return
         collect = self._collector
         if collect is None:
-            collect, problem = _load_collector()
-            self._collector, self._collector_problem = collect, problem
-            if collect is None:
-                self._fail(run.id, problem or "agent: no collector")
-                return
-
-        stop_event = threading.Event()
-        with self._lock:
-            self._collect_stop = stop_event
-            if self._stop.is_set():
-                stop_event.set()
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
-        reported: list[float] = []
+            self._fail_run(run.id, run.lease, self._collector_problem or "agent: no collector")
+            return
 
         def on_progress(fraction: float) -> None:
             try:
@@ -494,75 +624,35 @@ class AgentHandle:
             except (TypeError, ValueError):
                 return
             if math.isfinite(value):
-                reported[:] = [min(1.0, max(0.0, value))]
+                active.progress = min(1.0, max(0.0, value))
 
-        def target() -> None:
-            try:
-                outcome["profile"] = collect(
-                    run.profile_type,
-                    duration_seconds=run.duration_seconds,
-                    sample_rate=run.sample_rate,
-                    engine=run.engine,
-                    stop_event=stop_event,
-                    progress=on_progress,
-                )
-            except BaseException as exc:  # reported as the run's failure
-                outcome["error"] = exc
-            finally:
-                done.set()
-
-        thread = threading.Thread(target=target, name=COLLECTOR_THREAD_NAME, daemon=True)
-        self._collector_thread = thread
-        started = time.monotonic()
-        thread.start()
-
-        deadline = (
-            started + run.duration_seconds + max(COLLECT_GRACE_SECONDS, run.duration_seconds / 2)
-        )
-        hard_deadline: float | None = None
-        timed_out = cancelled = False
-        while not done.wait(self._progress_wait()):
-            now = time.monotonic()
-            if self._stop.is_set():
-                stop_event.set()
-                if self._past_stop_deadline():
-                    return  # exiting: abandon the run, the server's reaper will fail it
-                continue
-            if now >= deadline and hard_deadline is None:
-                log.warning(
-                    "profiles agent: run %s overran its window; stopping the collector", run.id
-                )
-                timed_out = True
-                stop_event.set()
-                hard_deadline = now + HARD_STOP_SECONDS
-            if hard_deadline is not None and now >= hard_deadline:
-                self._fail(run.id, "agent: the collector did not stop after its window ended")
-                return
-            fraction = reported[0] if reported else (now - started) / run.duration_seconds
-            try:
-                self._client.progress(run.id, min(fraction, 0.99), timeout=self._timeout())
-            except (ConflictError, NotFoundError) as exc:
-                log.info("profiles agent: run %s is no longer active (%s); stopping", run.id, exc)
-                cancelled = True
-                stop_event.set()
-            except AgentError as exc:
-                log.debug("profiles agent: progress for run %s not sent: %s", run.id, exc)
-        self._collector_thread = None
-        if cancelled:
+        active.collect_started = time.monotonic()
+        active.state = "collecting"
+        try:
+            profile = collect(
+                run.profile_type,
+                duration_seconds=run.duration_seconds,
+                sample_rate=run.sample_rate,
+                engine=run.engine,
+                stop_event=active.stop,
+                progress=on_progress,
+            )
+        except BaseException as exc:  # reported as the run's failure
+            if not (active.cancelled or active.abandoned):
+                reason = _describe(exc)
+                log.warning("profiles agent: run %s failed: %s", run.id, reason)
+                self._fail_run(run.id, run.lease, reason)
             return
-
-        if "error" in outcome:
-            reason = _describe(outcome.pop("error"))
-            log.warning("profiles agent: run %s failed: %s", run.id, reason)
-            self._fail(run.id, reason)
+        if active.cancelled or active.abandoned:
+            self._runs_dropped += 1
             return
-        profile = outcome.pop("profile", None)
+        active.state = "uploading"
         if not isinstance(profile, dict):
-            self._fail(run.id, f"agent: collector returned {type(profile).__name__}, not a profile")
+            self._fail_run(run.id, run.lease, f"agent: collector returned {type(profile).__name__}, not a profile")
             return
         profile = dict(profile)
         profile["instance"] = self._instance(with_engines=False)
-        if self._stop.is_set() or timed_out:
+        if active.stop.is_set():
             notes = profile.get("notes")
             notes = list(notes) if isinstance(notes, list | tuple) else []
             notes.append(
@@ -574,52 +664,63 @@ class AgentHandle:
         self._upload(run, profile)
 
     def _upload(self, run: RunAssignment, profile: dict[str, Any]) -> None:
+        """Upload, retrying transient failures with backoff until the run's deadline (or the stop budget)."""
         try:
             body = encode_profile(profile)
         except (TypeError, ValueError) as exc:
-            self._fail(run.id, f"agent: the collected profile is not valid JSON ({exc})")
+            self._fail_run(run.id, run.lease, f"agent: the collected profile is not valid JSON ({exc})")
             return
-        del profile
-        last: AgentError | None = None
-        for attempt in range(1, max(1, self.config.upload_attempts) + 1):
+        del profile  # only the compressed body is held while retrying
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                self._client.upload(run.id, body, timeout=self._timeout(self.config.upload_timeout))
+                self._client.upload(
+                    run.id, run.lease, body, timeout=self._timeout(self.config.upload_timeout)
+                )
             except PayloadTooLargeError as exc:
-                self._fail(
+                self._fail_run(
                     run.id,
-                    f"agent: profile too large for the server ({len(body)} bytes gzipped; {exc})",
+                    run.lease,
+                    f"agent: the profile is too large for the server ({len(body)} bytes gzipped; {exc})",
                 )
                 return
             except (ConflictError, NotFoundError) as exc:
                 log.warning("profiles agent: run %s no longer accepts an upload: %s", run.id, exc)
-                self._runs_failed += 1
+                self._runs_dropped += 1
                 return
             except AuthError as exc:
                 log.error("profiles agent: upload of run %s refused: %s", run.id, exc)
                 self._runs_failed += 1
                 return
             except PermanentError as exc:
-                self._fail(run.id, f"agent: the server rejected the profile ({exc})")
+                self._fail_run(run.id, run.lease, f"agent: the server rejected the profile ({exc})")
                 return
             except TransientError as exc:
-                last = exc
-                log.warning(
-                    "profiles agent: upload of run %s failed (attempt %d): %s", run.id, attempt, exc
+                wait = self._backoff_delay(exc.retry_after, failures=attempt)
+                left = min(run.deadline - time.time(), self._stop_budget_left())
+                if left <= 0.2:
+                    log.error(
+                        "profiles agent: giving up the upload of run %s after %d attempt(s): %s",
+                        run.id, attempt, exc,
+                    )
+                    self._runs_failed += 1
+                    return
+                log.log(
+                    logging.WARNING if attempt == 1 else logging.DEBUG,
+                    "profiles agent: upload of run %s failed (attempt %d), retrying until its deadline: %s",
+                    run.id, attempt, exc,
                 )
-                if self._stop.is_set():
-                    break
-                wait = min(self.config.backoff_cap, self.config.backoff_base * 2 ** (attempt - 1))
-                self._stop.wait(wait / 2 + random.uniform(0, wait / 2))
+                time.sleep(min(wait, left - 0.1, 0.2 if self._stop.is_set() else wait))
                 continue
             self._runs_completed += 1
             log.info("profiles agent: run %s uploaded (%d bytes gzipped)", run.id, len(body))
             return
-        self._fail(run.id, f"agent: upload failed: {last}")
 
-    def _fail(self, run_id: str, reason: str) -> None:
+    def _fail_run(self, run_id: str, lease: str, reason: str) -> None:
         self._runs_failed += 1
         try:
-            self._client.fail(run_id, reason, timeout=self._timeout())
+            self._client.fail(run_id, lease, reason, timeout=self._timeout())
         except AgentError as exc:
             log.warning("profiles agent: could not report the failure of run %s: %s", run_id, exc)
 
@@ -639,9 +740,9 @@ def start(
     backoff_cap: float = 60.0,
     request_timeout: float = 10.0,
     upload_timeout: float = 60.0,
-    upload_attempts: int = 3,
     exit_timeout: float = 5.0,
-    restart_on_fork: bool = True,
+    restart_on_fork: bool = False,
+    handle_sigterm: bool = True,
 ) -> AgentHandle:
     """Start the agent thread for `service` and return its handle.
 
@@ -649,7 +750,10 @@ def start(
     misconfiguration shows at start; after that nothing raises into the host.
     Starting again with the same service, server and tenant returns the running handle.
     `collector` replaces `profiling_agent.collectors.collect` (tests, custom collectors);
-    `backoff_base` defaults to `poll_seconds`.
+    `engines` replaces what the agent reports it can run; `backoff_base` defaults to
+    `poll_seconds`. A forked child has no agent: call `start()` in it (gunicorn `post_fork`,
+    Celery `worker_process_init`), or pass `restart_on_fork=True`. `handle_sigterm` chains a
+    SIGTERM handler (main thread only) that uploads the windows in progress before the host's.
     """
     service = str(service or "").strip()
     if not service:
@@ -673,7 +777,6 @@ def start(
         backoff_cap=max(MIN_POLL_SECONDS, float(backoff_cap)),
         request_timeout=float(request_timeout),
         upload_timeout=float(upload_timeout),
-        upload_attempts=int(upload_attempts),
         exit_timeout=float(exit_timeout),
         restart_on_fork=bool(restart_on_fork),
     )
@@ -690,7 +793,7 @@ def start(
         collector=collector,
         engines=_json_engines(engines) if engines is not None else None,
     )
-    _install_process_hooks()
+    _install_process_hooks(handle_sigterm)
     handle._start_thread()
     return handle
 

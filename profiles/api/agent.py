@@ -1,10 +1,11 @@
 """The agent protocol's endpoints: poll (claim), progress, upload, fail. Agent-scoped tokens only."""
 
 import gzip
+import time
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -31,8 +32,25 @@ class AgentView(TenantScopedAPIView):
     lookup_url_kwarg = "profile_id"
 
 
+LEASE_HEADER = "HTTP_X_PROFILING_LEASE"
+LEASE_PARAMETER = OpenApiParameter(
+    "X-Profiling-Lease", str, OpenApiParameter.HEADER, required=True, description="the lease the claim handed out"
+)
+LEASE_CONFLICT = {
+    409: OpenApiResponse(ErrorSerializer, description="wrong lease, or the run is no longer being collected"),
+}
+
+
+def _lease(request) -> str:
+    return request.META.get(LEASE_HEADER, "").strip()
+
+
+def _conflict(exc: Exception) -> Response:
+    return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+
+
 class AgentPollView(AgentView):
-    """The agent asks for work; the oldest waiting run of its service is claimed for it, atomically."""
+    """The agent reports itself and asks for work; every run it can collect now is claimed for it."""
 
     serializer_class = AgentPollSerializer
 
@@ -43,19 +61,31 @@ class AgentPollView(AgentView):
     def post(self, request):
         poll = AgentPollSerializer(data=request.data)
         poll.is_valid(raise_exception=True)
-        profile = services.profile_claim_next(
-            tenant=request.tenant, service=poll.validated_data["service"], instance=poll.validated_data["instance"]
+        service = poll.validated_data["service"]
+        instance = services.agent_instance_record(
+            tenant=request.tenant,
+            service=service,
+            instance=poll.validated_data["instance"],
+            collecting=poll.validated_data["collecting"],
         )
-        run = None
-        if profile is not None:
-            run = {
-                "id": str(profile.pk),
-                "profileType": profile.profile_type,
-                "durationSeconds": profile.requested_duration_seconds,
-                "sampleRate": profile.sample_rate,
-                "engine": profile.engine or None,
+        claims = services.profile_claim_for(tenant=request.tenant, service=service, instance=instance)
+        runs = [
+            {
+                "id": str(claim.profile.pk),
+                "profileType": claim.profile.profile_type,
+                "engine": claim.profile.engine,
+                "durationSeconds": claim.profile.requested_duration_seconds,
+                "sampleRate": claim.profile.sample_rate,
+                "continuous": claim.profile.continuous,
+                "lease": claim.lease,
+                "startAt": claim.profile.scheduled_start_at.timestamp(),
+                "deadline": claim.profile.deadline_at.timestamp(),
             }
-        return Response({"run": run, "pollAfterSeconds": settings.PROFILING_POLL_SECONDS})
+            for claim in claims
+        ]
+        return Response(
+            {"runs": runs, "pollAfterSeconds": settings.PROFILING_POLL_SECONDS, "serverTime": time.time()}
+        )
 
 
 class AgentProgressView(AgentView):
@@ -63,12 +93,19 @@ class AgentProgressView(AgentView):
 
     @extend_schema(
         request=AgentProgressSerializer,
-        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **UNSUPPORTED},
+        parameters=[LEASE_PARAMETER],
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **LEASE_CONFLICT, **UNSUPPORTED},
     )
     def post(self, request, profile_id):
+        profile = self.get_object()
         body = AgentProgressSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.profile_record_progress(profile=self.get_object(), progress=body.validated_data["progress"])
+        try:
+            services.profile_record_progress(
+                profile=profile, lease=_lease(request), progress=body.validated_data["progress"]
+            )
+        except services.RunConflict as exc:
+            return _conflict(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -77,12 +114,17 @@ class AgentFailView(AgentView):
 
     @extend_schema(
         request=AgentFailSerializer,
-        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **UNSUPPORTED},
+        parameters=[LEASE_PARAMETER],
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND, **LEASE_CONFLICT, **UNSUPPORTED},
     )
     def post(self, request, profile_id):
+        profile = self.get_object()
         body = AgentFailSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.profile_fail(profile=self.get_object(), error=f"agent: {body.validated_data['error']}")
+        try:
+            services.profile_agent_fail(profile=profile, lease=_lease(request), error=body.validated_data["error"])
+        except services.RunConflict as exc:
+            return _conflict(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -98,6 +140,7 @@ class AgentUploadView(AgentView):
 
     @extend_schema(
         request={"application/json": OpenApiTypes.BINARY},
+        parameters=[LEASE_PARAMETER],
         responses={
             202: ErrorSerializer,
             **AUTH_ERRORS,
@@ -123,9 +166,8 @@ class AgentUploadView(AgentView):
                 raise exceptions.ParseError("The upload is not gzip data.")
             data = gzip.compress(data, mtime=0)  # plain JSON is accepted too; stored compressed
         try:
+            services.profile_check_lease(profile=profile, lease=_lease(request))
             services.profile_accept_upload(profile=profile, data=data)
         except services.RunConflict as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response({"detail": "accepted"}, status=status.HTTP_202_ACCEPTED)
-
-

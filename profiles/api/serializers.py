@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from ..models import ENGINES_BY_TYPE, SERVICE_VALIDATOR, ProfileResult, ProfileType, Status
 from ..selectors import EXPORT_FORMATS, continuous_next_run_at, function_point
+from ..services.runs import heavy_engine_problem
 from ..signing import flamegraph_token
 
 
@@ -24,6 +25,11 @@ class ProfileRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"engine": f"'{engine}' cannot collect {attrs['profileType']} profiles; use one of {', '.join(allowed)}."}
             )
+        problem = heavy_engine_problem(
+            profile_type=attrs["profileType"], engine=engine, duration_seconds=attrs["durationSeconds"]
+        )
+        if problem:
+            raise serializers.ValidationError({"durationSeconds": problem})
         return attrs
 
 
@@ -74,16 +80,54 @@ class ProfileResultSerializer(ProfileSummaryFields):
         return request.build_absolute_uri(path) if request else path
 
 
+class ProfileStartedSerializer(ProfileResultSerializer):
+    """The answer of POST /start: the running result, plus what may keep it from being collected."""
+
+    warnings = serializers.ListField(child=serializers.CharField(), help_text="e.g. no live agent of the service")
+
+    class Meta(ProfileResultSerializer.Meta):
+        fields = [*ProfileResultSerializer.Meta.fields, "warnings"]
+        read_only_fields = fields
+
+
+class AgentEnginesField(serializers.DictField):
+    """profile type -> the engines this instance can run for it.
+
+    Types and engines this platform does not know are left out (an agent newer than the
+    platform still polls), so routing only ever sees names it can hand out.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.ListField(child=serializers.CharField(max_length=32), max_length=16), **kwargs)
+
+    def to_internal_value(self, data):
+        engines = super().to_internal_value(data)
+        return {
+            kind: [name for name in dict.fromkeys(names) if name in ENGINES_BY_TYPE[kind]]
+            for kind, names in engines.items()
+            if kind in ENGINES_BY_TYPE
+        }
+
+
 class AgentInstanceSerializer(serializers.Serializer):
-    host = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    pid = serializers.IntegerField(required=False, min_value=0)
-    python = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    agentVersion = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    id = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$", help_text="random, one per process, new after fork")
+    host = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    pid = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1, default=0)
+    python = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    agentVersion = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    engines = AgentEnginesField(required=False, default=dict)
+
+
+class AgentCollectingSerializer(serializers.Serializer):
+    runId = serializers.CharField(max_length=64)
+    profileType = serializers.ChoiceField(choices=ProfileType.choices)
+    engine = serializers.CharField(max_length=32, allow_blank=True, required=False, default="")
 
 
 class AgentPollSerializer(serializers.Serializer):
     service = serializers.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
-    instance = AgentInstanceSerializer(required=False, default=dict)
+    instance = AgentInstanceSerializer()
+    collecting = AgentCollectingSerializer(many=True, required=False, default=list, max_length=64)
 
 
 class AgentProgressSerializer(serializers.Serializer):
@@ -161,14 +205,44 @@ class ErrorSerializer(serializers.Serializer):
 class AgentRunSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     profileType = serializers.ChoiceField(choices=ProfileType.choices)
+    engine = serializers.CharField()
     durationSeconds = serializers.IntegerField()
     sampleRate = serializers.IntegerField()
-    engine = serializers.CharField(allow_null=True)
+    continuous = serializers.BooleanField()
+    lease = serializers.CharField(help_text="present it as X-Profiling-Lease on progress, upload and fail")
+    startAt = serializers.FloatField(help_text="Unix epoch seconds: when collection begins")
+    deadline = serializers.FloatField(help_text="Unix epoch seconds: the upload must arrive by then")
 
 
 class AgentPollResponseSerializer(serializers.Serializer):
-    run = AgentRunSerializer(allow_null=True)
+    runs = AgentRunSerializer(many=True)
     pollAfterSeconds = serializers.FloatField()
+    serverTime = serializers.FloatField(help_text="the server's clock (epoch seconds), for startAt and deadline")
+
+
+class AgentInstanceInventorySerializer(serializers.Serializer):
+    id = serializers.CharField(source="instance_id")
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    python = serializers.CharField()
+    agentVersion = serializers.CharField(source="agent_version")
+    engines = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    collecting = AgentCollectingSerializer(many=True)
+    firstSeenAt = serializers.DateTimeField(source="first_seen_at")
+    lastPollAt = serializers.DateTimeField(source="last_poll_at")
+
+
+class LastProfileSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    profileType = serializers.CharField(source="profile_type")
+    status = serializers.CharField()
+    startedAt = serializers.DateTimeField(source="started_at")
+
+
+class ServiceInventorySerializer(serializers.Serializer):
+    service = serializers.CharField()
+    instances = AgentInstanceInventorySerializer(many=True, help_text="instances seen in the last PROFILING_AGENT_LIVE_SECONDS")
+    lastProfile = LastProfileSerializer(source="last_profile", allow_null=True)
 
 
 # --- compare ----------------------------------------------------------------------------------
@@ -276,7 +350,7 @@ class ContinuousProfileSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
     nextRunAt = serializers.SerializerMethodField(
-        help_text="when the next runs are created (null when disabled)"
+        help_text="when the next window begins (null when disabled)"
     )
 
     def validate_profileTypes(self, value):

@@ -8,6 +8,7 @@ urlpatterns = [
     path("compare", views.ProfileCompareView.as_view(), name="profile-compare"),
     path("continuous", views.ContinuousListView.as_view(), name="continuous-list"),
     path("continuous/<str:service>", views.ContinuousDetailView.as_view(), name="continuous-detail"),
+    path("services", views.ServiceInventoryView.as_view(), name="service-inventory"),
     path("agent/poll", agent.AgentPollView.as_view(), name="agent-poll"),
     path("agent/runs/<str:profile_id>/progress", agent.AgentProgressView.as_view(), name="agent-progress"),
     path("agent/runs/<str:profile_id>/upload", agent.AgentUploadView.as_view(), name="agent-upload"),

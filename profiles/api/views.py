@@ -27,6 +27,8 @@ from .serializers import (
     ProfileComparisonSerializer,
     ProfileRequestSerializer,
     ProfileResultSerializer,
+    ProfileStartedSerializer,
+    ServiceInventorySerializer,
 )
 
 # Every endpoint can answer these (bad token, wrong tenant or scope, bad input, not found).
@@ -60,7 +62,7 @@ class ProfileStartView(TenantScopedAPIView):
 
     @extend_schema(
         request=ProfileRequestSerializer,
-        responses={202: ProfileResultSerializer, **AUTH_ERRORS, **UNSUPPORTED},
+        responses={202: ProfileStartedSerializer, **AUTH_ERRORS, **UNSUPPORTED},
     )
     def post(self, request):
         request_serializer = ProfileRequestSerializer(data=request.data)
@@ -74,7 +76,8 @@ class ProfileStartView(TenantScopedAPIView):
             sample_rate=data["sampleRate"],
             engine=data["engine"],
         )
-        body = ProfileResultSerializer(profile, context={"request": request}).data
+        profile.warnings = selectors.start_warnings(profile=profile)
+        body = ProfileStartedSerializer(profile, context={"request": request}).data
         location = request.build_absolute_uri(reverse("profile-detail", args=[profile.pk]))
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
@@ -298,3 +301,15 @@ class ContinuousDetailView(TenantScopedAPIView):
                 tenant=request.tenant, service=config.service, **body.validated_data
             )
         return Response(ContinuousProfileSerializer(config).data)
+
+
+class ServiceInventoryView(TenantScopedAPIView):
+    """GET /services: each service with profiles or agents, its live instances and last profile."""
+
+    queryset = ProfileResult.objects.all()
+    serializer_class = ServiceInventorySerializer
+
+    @extend_schema(responses={200: ServiceInventorySerializer(many=True), **AUTH_ERRORS})
+    def get(self, request):
+        inventory = selectors.service_inventory(tenant=request.tenant)
+        return Response(ServiceInventorySerializer(inventory, many=True).data)

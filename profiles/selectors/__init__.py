@@ -1,5 +1,10 @@
 """Reads: querysets and derived data for the API, the pages and the admin. The caller scopes by tenant."""
 
+from .agents import (  # noqa: F401
+    agent_instances_live,
+    service_inventory,
+    start_warnings,
+)
 from .compare import (  # noqa: F401
     ProfilesIncomparable,
     normalization_of,

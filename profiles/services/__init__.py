@@ -17,11 +17,17 @@ from .retention import (  # noqa: F401
     profiles_purge_expired,
 )
 from .runs import (  # noqa: F401
+    Claim,
     RunConflict,
+    agent_instance_record,
+    heavy_engine_problem,
     lease_hash,
-    profile_claim_next,
+    profile_agent_fail,
+    profile_check_lease,
+    profile_claim_for,
     profile_fail,
     profile_record_progress,
     profile_start,
     profiles_reap_overdue,
+    resolve_engine,
 )

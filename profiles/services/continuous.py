@@ -1,6 +1,7 @@
 """Writes for continuous profiling: configurations and the dispatch of their runs."""
 
 import logging
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -13,6 +14,7 @@ from ..selectors import continuous_slot_for
 from .runs import profile_start
 
 logger = logging.getLogger(__name__)
+
 
 @transaction.atomic
 def continuous_profile_upsert(
@@ -95,41 +97,52 @@ def _continuous_cancel_waiting(*, config: ContinuousProfile) -> int:
 
 
 def continuous_dispatch(*, now=None) -> int:
-    """Create this slot's runs: one per enabled configuration and profile type. Returns how many.
+    """Create the coming windows' runs ahead of time: one per enabled configuration, type and window.
 
-    The slot is `now` floored to PROFILING_CONTINUOUS_PERIOD_SECONDS; each run lasts
-    PROFILING_CONTINUOUS_WINDOW_SECONDS. Idempotent: runs that exist for the slot are skipped,
-    and the `one_continuous_run_per_slot` constraint stops a concurrent tick, each insert in
-    its own savepoint so one duplicate does not undo the others.
+    Windows start on multiples of PROFILING_CONTINUOUS_PERIOD_SECONDS and last
+    PROFILING_CONTINUOUS_WINDOW_SECONDS (the period by default: back to back). Every window
+    starting within the next 1.5 periods gets its runs now, so agents claim them before they
+    start (up to CLAIM_LOOKAHEAD_SECONDS ahead) and begin on time, and a tick that drifts just
+    before a boundary still leaves no window out. Idempotent: runs that exist for a window are
+    skipped, and the `one_continuous_run_per_slot` constraint stops a concurrent tick, each
+    insert in its own savepoint so one duplicate does not undo the others.
     """
     now = now or timezone.now()
-    slot = continuous_slot_for(now)
+    period = timedelta(seconds=settings.PROFILING_CONTINUOUS_PERIOD_SECONDS)
+    horizon = now + period * 1.5
+    slots = []
+    slot = continuous_slot_for(now) + period
+    while slot <= horizon:
+        slots.append(slot)
+        slot += period
     window = settings.PROFILING_CONTINUOUS_WINDOW_SECONDS
-    existing = _slot_runs(slot)
+    existing = _slot_runs(slots)
     configs = ContinuousProfile.objects.filter(enabled=True, tenant__is_active=True).select_related("tenant")
     created = 0
     for config in configs:
-        for profile_type in config.profile_types:
-            if (config.tenant_id, config.service, profile_type) in existing:
-                continue
-            try:
-                with transaction.atomic():
-                    profile_start(
-                        tenant=config.tenant,
-                        service=config.service,
-                        profile_type=profile_type,
-                        duration_seconds=window,
-                        sample_rate=config.sample_rate,
-                        continuous_slot=slot,
-                    )
-            except IntegrityError:
-                continue  # another tick created it first
-            created += 1
+        for slot in slots:
+            for profile_type in config.profile_types:
+                if (config.tenant_id, config.service, profile_type, slot) in existing:
+                    continue
+                try:
+                    with transaction.atomic():
+                        profile_start(
+                            tenant=config.tenant,
+                            service=config.service,
+                            profile_type=profile_type,
+                            duration_seconds=window,
+                            sample_rate=config.sample_rate,
+                            continuous_slot=slot,
+                        )
+                except IntegrityError:
+                    continue  # another tick created it first
+                created += 1
     return created
 
 
-def _slot_runs(slot) -> set[tuple[int, str, str]]:
+def _slot_runs(slots) -> set[tuple[int, str, str, datetime]]:
     return set(
-        ProfileResult.objects.filter(continuous_slot=slot).values_list("tenant_id", "service", "profile_type")
+        ProfileResult.objects.filter(continuous_slot__in=slots).values_list(
+            "tenant_id", "service", "profile_type", "continuous_slot"
+        )
     )
-

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from profiling_agent import AgentHandle, start, start_from_env  # noqa: E402
+from profiling_agent import AGENT_VERSION, AgentHandle, start, start_from_env  # noqa: E402
 from profiling_agent.client import (  # noqa: E402
     AgentClient,
     AuthError,
@@ -37,14 +37,20 @@ FAST = {"lock_profiler": False, "progress_seconds": 0.05, "request_timeout": 2.0
 
 
 class FakeServer:
-    """A thread-served implementation of CONTRACT section 4 that records what agents send."""
+    """A thread-served stand-in for the agent endpoints, for the faults the real API cannot show.
+
+    It follows agent/PROTOCOL.md: a poll hands out every queued run with a lease; progress,
+    upload and fail answer 409 for a wrong lease or a run the server no longer collects
+    (`cancel(run_id)`), like the real endpoints (tests/agent/test_contract.py checks those).
+    `status[endpoint]` injects a fault: an int for every call, or a list consumed one per call.
+    """
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.runs: list[dict] = []
-        self.status: dict[
-            str, int
-        ] = {}  # endpoint ("poll", "progress", "upload", "fail") -> status
+        self.leases: dict[str, str] = {}
+        self.cancelled: set[str] = set()
+        self.status: dict[str, int | list[int]] = {}
         self.lock = threading.Lock()
         server = self
 
@@ -54,6 +60,7 @@ class FakeServer:
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 endpoint = self.path.rsplit("/", 1)[-1]
+                run_id = self.path.rsplit("/", 2)[-2] if endpoint != "poll" else None
                 record = {
                     "path": self.path,
                     "endpoint": endpoint,
@@ -62,16 +69,21 @@ class FakeServer:
                 }
                 with server.lock:
                     server.requests.append(record)
-                    status = server.status.get(endpoint)
-                    run = (
-                        server.runs.pop(0)
-                        if endpoint == "poll" and server.runs and not status
-                        else None
-                    )
+                    status = server._injected(endpoint)
+                    runs = []
+                    if endpoint == "poll" and not status:
+                        runs, server.runs = server.runs, []
+                        server.leases.update({run["id"]: run["lease"] for run in runs})
+                    elif endpoint != "poll" and not status:
+                        lease = record["headers"].get("x-profiling-lease")
+                        if server.leases.get(run_id) != lease or run_id in server.cancelled:
+                            status = 409
+                        elif endpoint in ("upload", "fail"):
+                            server.cancelled.add(run_id)  # done: later calls are refused
                 if status:
                     return self._send(status, {"detail": f"fake {status}"})
                 if endpoint == "poll":
-                    return self._send(200, {"run": run, "pollAfterSeconds": 0})
+                    return self._send(200, {"runs": runs, "pollAfterSeconds": 0, "serverTime": time.time()})
                 return self._send(202 if endpoint == "upload" else 204, None)
 
             def _send(self, status, payload):
@@ -90,6 +102,16 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
+
+    def _injected(self, endpoint: str) -> int | None:
+        status = self.status.get(endpoint)
+        if isinstance(status, list):
+            return status.pop(0) if status else None
+        return status
+
+    def cancel(self, run_id: str) -> None:
+        with self.lock:
+            self.cancelled.add(run_id)
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -137,13 +159,18 @@ def launch(server, agents):
     return _launch
 
 
-def run_assignment(run_id="run-1", profile_type="cpu", duration=0.2, engine=None):
+def run_assignment(run_id="run-1", profile_type="cpu", duration=0.2, engine=None, start_in=0.0, grace=60.0):
+    start_at = time.time() + start_in
     return {
         "id": run_id,
         "profileType": profile_type,
         "durationSeconds": duration,
         "sampleRate": 100,
         "engine": engine,
+        "continuous": False,
+        "lease": f"lease-{run_id}",
+        "startAt": start_at,
+        "deadline": start_at + duration + grace,
     }
 
 
@@ -217,9 +244,11 @@ def test_polls_with_headers_and_instance(server, launch):
     assert poll["path"] == PREFIX + "poll"
     assert poll["headers"]["authorization"] == f"Bearer {TOKEN}"
     assert poll["headers"]["x-tenant-id"] == TENANT
-    assert poll["headers"]["user-agent"] == "profiles-agent/0.1"
+    assert poll["headers"]["user-agent"] == f"profiles-agent/{AGENT_VERSION}"
     assert poll["json"]["service"] == "ai-service"
+    assert poll["json"]["collecting"] == []
     instance = poll["json"]["instance"]
+    assert len(instance["id"]) == 16 and all(p["json"]["instance"]["id"] == instance["id"] for p in server.of("poll"))
     assert instance["pid"] == os.getpid()
     assert instance["host"] == socket.gethostname()
     assert instance["python"] == ".".join(map(str, sys.version_info[:3]))
@@ -237,11 +266,12 @@ def test_collects_and_uploads_gzip_json(server, launch):
     assert upload["path"] == PREFIX + "runs/r-42/upload"
     assert upload["headers"]["content-encoding"] == "gzip"
     assert upload["headers"]["content-type"] == "application/json"
+    assert upload["headers"]["x-profiling-lease"] == "lease-r-42"
     profile = upload["json"]  # the fake server gunzipped and parsed it
     assert profile["format"] == "pyprof-raw/1" and profile["profileType"] == "block"
     assert profile["samples"][0]["stack"] == [0, 1]
     assert profile["instance"]["pid"] == os.getpid()
-    assert set(profile["instance"]) == {"host", "pid", "python", "agentVersion"}
+    assert set(profile["instance"]) == {"id", "host", "pid", "python", "agentVersion"}
     assert collector.calls == [
         {
             "profile_type": "block",
@@ -250,10 +280,16 @@ def test_collects_and_uploads_gzip_json(server, launch):
             "engine": "thread-sampler",
         }
     ]
-    assert collector.threads == ["profiles-agent-collector"]
+    assert collector.threads == ["profiles-agent-collector-r-42"]
     progress = server.of("progress")
     assert progress and all(0.0 <= p["json"]["progress"] <= 1.0 for p in progress)
     assert progress[0]["path"] == PREFIX + "runs/r-42/progress"
+    assert all(p["headers"]["x-profiling-lease"] == "lease-r-42" for p in progress)
+    # while it ran, the polls said what the instance was collecting
+    assert any(
+        p["json"]["collecting"] == [{"runId": "r-42", "profileType": "block", "engine": "thread-sampler"}]
+        for p in server.of("poll")
+    )
     assert not server.of("fail")
     server.wait_for(lambda: handle.stats()["runsCompleted"] == 1)
 
@@ -264,6 +300,7 @@ def test_collector_error_becomes_fail_with_reason(server, launch):
     server.wait_for(lambda: server.of("fail"))
     fail = server.of("fail")[0]
     assert fail["path"] == PREFIX + "runs/r-7/fail"
+    assert fail["headers"]["x-profiling-lease"] == "lease-r-7"
     assert fail["json"] == {"error": "memray: not installed"}
     assert not server.of("upload")
     # the agent carries on polling after the failed run
@@ -289,12 +326,12 @@ def test_rejected_upload_is_failed_with_the_reason(server, launch):
     assert "too large" in error and "413" in error
 
 
-def test_server_down_backs_off_and_host_is_unaffected(launch):
+def test_server_down_backs_off_without_flooding_the_hosts_log(launch, caplog):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    caplog.set_level("DEBUG", logger="profiling_agent")
     handle = launch(server_url=f"http://127.0.0.1:{port}", poll_seconds=0.02, backoff_cap=0.32)
-    total = sum(i * i for i in range(200_000))  # the host keeps working meanwhile
     deadline = time.monotonic() + 5
     while handle.stats()["consecutiveFailures"] < 6 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -304,7 +341,9 @@ def test_server_down_backs_off_and_host_is_unaffected(launch):
     delays = stats["recentDelaysSeconds"][:5]
     assert delays == sorted(delays) and delays[-1] > 2 * delays[0]  # grows ...
     assert all(d <= 0.32 for d in stats["recentDelaysSeconds"])  # ... up to the cap
-    assert total == sum(i * i for i in range(200_000))
+    # the host's log gets one warning for the outage, not one per failed poll
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "cannot reach" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 def test_unauthorized_logs_error_and_waits_the_cap(server, launch, caplog):
@@ -339,14 +378,93 @@ def test_stop_joins_quickly_even_mid_collection(server, launch):
     assert any("ended early" in note for note in upload["notes"])
 
 
-def test_progress_conflict_cancels_the_run(server, launch):
+def test_progress_conflict_stops_and_drops_the_run(server, launch):
+    collector = FakeCollector()
     server.runs.append(run_assignment("r-reaped", duration=30))
-    server.status["progress"] = 409
-    launch()
+    handle = launch(collector=collector)
     server.wait_for(lambda: server.of("progress"))
-    polls = len(server.of("poll"))
-    server.wait_for(lambda: len(server.of("poll")) > polls, timeout=3)  # back to polling
+    server.cancel("r-reaped")  # e.g. the reaper failed it: progress now answers 409
+    server.wait_for(lambda: not handle.stats()["activeRuns"])
     assert not server.of("upload") and not server.of("fail")
+    assert handle.stats()["runsDropped"] == 1
+    polls = len(server.of("poll"))
+    server.wait_for(lambda: len(server.of("poll")) > polls)  # back to polling
+
+
+def test_waits_for_start_at(server, launch):
+    collector = FakeCollector()
+    run = run_assignment("r-later", duration=0.1, start_in=0.6)
+    server.runs.append(run)
+    began: list[float] = []
+
+    def timed(*args, **kwargs):
+        began.append(time.time())
+        return collector(*args, **kwargs)
+
+    launch(collector=timed)
+    server.wait_for(lambda: server.of("upload"))
+    assert began[0] >= run["startAt"] - 0.05  # the clocks are the same machine's
+
+
+def test_collects_several_runs_at_once(server, launch):
+    inside = threading.Barrier(3, timeout=5)
+
+    def together(profile_type, **kwargs):
+        inside.wait()  # breaks (and fails the runs) unless all three collect at the same time
+        return fake_profile(profile_type, 0.1)
+
+    for kind in ("cpu", "block", "goroutine"):
+        server.runs.append(run_assignment(f"r-{kind}", kind, duration=0.1))
+    handle = launch(collector=together)
+    server.wait_for(lambda: len(server.of("upload")) == 3)
+    assert sorted(u["json"]["profileType"] for u in server.of("upload")) == ["block", "cpu", "goroutine"]
+    assert not server.of("fail")
+    server.wait_for(lambda: handle.stats()["runsCompleted"] == 3)
+
+
+def test_a_busy_exclusive_engine_fails_only_its_run(server, launch):
+    # Exclusive engines (yappi, memray) refuse a second collection; the agent reports that run's
+    # failure with the collector's reason and carries on with the others.
+    exclusive = threading.Lock()
+
+    def collector(profile_type, *, engine=None, duration_seconds, stop_event=None, **kwargs):
+        if engine == "memray":
+            if not exclusive.acquire(blocking=False):
+                raise CollectorError("memray is already collecting in this process")
+            try:
+                stop_event.wait(duration_seconds)
+            finally:
+                exclusive.release()
+        return fake_profile(profile_type, duration_seconds)
+
+    server.runs.extend([
+        run_assignment("r-mem", "memory", duration=0.5, engine="memray"),
+        run_assignment("r-alloc", "alloc", duration=0.5, engine="memray"),
+        run_assignment("r-cpu", "cpu", duration=0.1, engine="py-spy"),
+    ])
+    launch(collector=collector)
+    server.wait_for(lambda: len(server.of("upload")) == 2 and server.of("fail"))
+    assert [f["json"]["error"] for f in server.of("fail")] == ["memray is already collecting in this process"]
+    uploaded = {u["path"].split("/")[-2] for u in server.of("upload")}
+    failed = {f["path"].split("/")[-2] for f in server.of("fail")}
+    assert "r-cpu" in uploaded and uploaded - {"r-cpu"} | failed == {"r-mem", "r-alloc"}
+
+
+def test_upload_outlasts_an_outage(server, launch):
+    server.status["upload"] = [503, 503, 503, 503, 503]  # the web is down for five attempts
+    server.runs.append(run_assignment("r-out", duration=0.05))
+    handle = launch(backoff_base=0.02, backoff_cap=0.1)
+    server.wait_for(lambda: handle.stats()["runsCompleted"] == 1)
+    assert len(server.of("upload")) == 6 and not server.of("fail")
+
+
+def test_upload_gives_up_at_the_runs_deadline(server, launch):
+    server.status["upload"] = 503  # never comes back
+    server.runs.append(run_assignment("r-lost", duration=0.05, grace=0.6))
+    handle = launch(backoff_base=0.02, backoff_cap=0.1)
+    server.wait_for(lambda: handle.stats()["runsFailed"] == 1 and not handle.stats()["activeRuns"])
+    assert len(server.of("upload")) >= 2  # retried, then given up: its thread is gone
+    assert handle.running and not any(t.name == "profiles-agent-collector-r-lost" for t in threading.enumerate())
 
 
 def test_start_from_env(server, agents, caplog):
@@ -382,10 +500,13 @@ def test_client_classifies_errors(server):
     ]:
         server.status["upload"] = status
         with pytest.raises(error) as info:
-            client.upload("r", {"format": "pyprof-raw/1"})
+            client.upload("r", "lease-r", {"format": "pyprof-raw/1"})
         assert info.value.status == status
     server.status.clear()
-    client.upload("r", {"format": "pyprof-raw/1"})
+    server.leases["r"] = "lease-r"
+    with pytest.raises(ConflictError):
+        client.upload("r", "someone-elses-lease", {"format": "pyprof-raw/1"})
+    client.upload("r", "lease-r", {"format": "pyprof-raw/1"})
     assert server.of("upload")[-1]["json"] == {"format": "pyprof-raw/1"}
 
 
@@ -398,22 +519,26 @@ def _python_env() -> dict[str, str]:
     return env
 
 
-def test_forked_child_starts_its_own_agent(server, tmp_path):
+def test_a_forked_child_polls_only_when_it_starts_an_agent(server, tmp_path):
     script = tmp_path / "forker.py"
     script.write_text(
         textwrap.dedent(f"""
         import os, sys, time
         from profiling_agent import start
-        handle = start("forky", {server.url!r}, "t", "tok", poll_seconds=0.05, lock_profiler=False,
-                       collector=lambda *a, **k: {{}})
+        args = ("forky", {server.url!r}, "t", "tok")
+        options = dict(poll_seconds=0.05, lock_profiler=False, collector=lambda *a, **k: {{}})
+        handle = start(*args, **options)
         time.sleep(0.2)
         pid = os.fork()
         if pid == 0:
-            time.sleep(0.6)
-            ok = handle.running and handle.pid == os.getpid()
-            handle.stop(timeout=2)
+            quiet = not handle.running  # the parent's poller is not copied into the child
+            time.sleep(0.3)
+            own = start(*args, **options)  # what a post_fork / worker_process_init hook does
+            time.sleep(0.3)
+            ok = quiet and own.running and own.pid == os.getpid() and own.instance_id != handle.instance_id
+            own.stop(timeout=2)
             os._exit(0 if ok else 5)
-        print(os.getpid(), pid, flush=True)
+        print(os.getpid(), pid, handle.instance_id, flush=True)
         _, status = os.waitpid(pid, 0)
         time.sleep(0.2)
         assert handle.running and handle.pid == os.getpid()
@@ -430,12 +555,56 @@ def test_forked_child_starts_its_own_agent(server, tmp_path):
         timeout=20,
     )
     assert proc.returncode == 0, proc.stderr
-    parent_pid, child_pid = map(int, proc.stdout.split())
-    pids = [r["json"]["instance"]["pid"] for r in server.of("poll")]
-    assert child_pid in pids and parent_pid in pids
+    parent_pid, child_pid, parent_instance = proc.stdout.split()
+    polls = [r["json"]["instance"] for r in server.of("poll")]
+    child_polls = [p for p in polls if p["pid"] == int(child_pid)]
+    assert child_polls and all(p["id"] != parent_instance for p in child_polls)
     # the parent kept polling after the fork, alongside the child
-    first_child_poll = pids.index(child_pid)
-    assert parent_pid in pids[first_child_poll:]
+    first_child_poll = polls.index(child_polls[0])
+    assert any(p["pid"] == int(parent_pid) for p in polls[first_child_poll:])
+
+
+SIGTERM_SCRIPT = """
+import signal, sys, time
+from profiling_agent import start
+if "--host-handler" in sys.argv:
+    def host_handler(signum, frame):
+        print("host handler ran", flush=True)
+        sys.exit(7)
+    signal.signal(signal.SIGTERM, host_handler)
+start("term", {url!r}, "t", "tok", poll_seconds=0.05, lock_profiler=False, progress_seconds=0.05,
+      collector=__import__("test_runtime").FakeCollector())
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("host_handler", [False, True])
+def test_sigterm_uploads_the_window_then_chains_the_hosts_handling(server, tmp_path, host_handler):
+    import signal
+
+    script = tmp_path / "term.py"
+    script.write_text(SIGTERM_SCRIPT.format(url=server.url))
+    server.runs.append(run_assignment("r-term", duration=60))
+    env = _python_env()
+    env["PYTHONPATH"] += os.pathsep + str(Path(__file__).parent)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *(["--host-handler"] if host_handler else [])],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        server.wait_for(lambda: server.of("progress"), timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    upload = server.of("upload")[0]["json"]
+    assert any("ended early" in note for note in upload["notes"])
+    if host_handler:
+        assert (proc.returncode, out.splitlines()[-1]) == (7, "host handler ran")
+    else:
+        assert proc.returncode == -signal.SIGTERM
 
 
 RUN_SCRIPT = """

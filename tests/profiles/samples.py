@@ -80,3 +80,18 @@ def completed_profile(tenant, raw: dict, *, service: str = "ai-service", started
     profile.refresh_from_db()
     assert profile.status == "completed", profile.error
     return profile
+
+
+def claim_one(tenant, service: str, *, pid: int = 42):
+    """What an agent's poll does: record an instance offering every engine, claim; the first claim."""
+    from profiling_agent import profile_format
+
+    from profiles import services
+
+    instance = services.agent_instance_record(
+        tenant=tenant, service=service, collecting=[],
+        instance={"id": f"test-{pid}", "host": "web-1", "pid": pid,
+                  "engines": {kind: list(e) for kind, e in profile_format.ENGINES_BY_TYPE.items()}},
+    )
+    claims = services.profile_claim_for(tenant=tenant, service=service, instance=instance)
+    return claims[0] if claims else None

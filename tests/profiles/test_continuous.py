@@ -14,6 +14,10 @@ BASE = "/api/v1/observability/profiling"
 CONFIG = {"service": "ai-service", "profileTypes": ["cpu", "memory"]}
 # A moment well inside a slot for any period used here.
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+POLL = {
+    "service": "ai-service",
+    "instance": {"id": "inst-1", "engines": {"cpu": ["py-spy"], "memory": ["memray"]}},
+}
 
 
 @pytest.fixture
@@ -159,28 +163,35 @@ def test_each_enabled_configuration_gets_one_run_per_type_per_slot(api_client, t
     assert services.continuous_dispatch(now=T0 + timedelta(seconds=1)) == 3
     runs = ProfileResult.objects.filter(tenant=tenant.tenant).order_by("profile_type")
     assert [r.profile_type for r in runs] == ["cpu", "memory"]
+    next_window = T0 + timedelta(seconds=5)  # created ahead: the window on the next 5 s boundary
     for run in runs:
         assert run.continuous is True and run.status == "running" and run.phase == "waiting"
         assert run.requested_duration_seconds == 2 and run.sample_rate == 25
-        assert run.continuous_slot == T0  # floored to the 5 s period
-    # A late or doubled tick within the same slot adds nothing.
-    assert services.continuous_dispatch(now=T0 + timedelta(seconds=4.9)) == 0
+        assert run.continuous_slot == run.scheduled_start_at == run.started_at == next_window
+    # A doubled tick adds nothing.
     assert services.continuous_dispatch(now=T0 + timedelta(seconds=1)) == 0
-    # The next slot gets its own runs.
-    assert services.continuous_dispatch(now=T0 + timedelta(seconds=5)) == 3
-    assert ProfileResult.objects.count() == 6
+    assert services.continuous_dispatch(now=T0 + timedelta(seconds=2)) == 0
+    # A tick that drifted to just before a boundary already creates the window after next,
+    # so the tick after it (just past the following boundary) leaves no window out.
+    assert services.continuous_dispatch(now=T0 + timedelta(seconds=4.9)) == 3
+    assert services.continuous_dispatch(now=T0 + timedelta(seconds=10.1)) == 3
+    slots = sorted(set(ProfileResult.objects.values_list("continuous_slot", flat=True)))
+    assert slots == [T0 + timedelta(seconds=s) for s in (5, 10, 15)]
 
 
 @pytest.mark.django_db
 def test_runs_are_visible_through_the_api_and_claimable_by_the_agent(api_client, agent_client, short_period):
     _post(api_client, profileTypes=["cpu"])
     services.continuous_dispatch()
-    poll = agent_client.post(f"{BASE}/agent/poll", {"service": "ai-service"}, format="json").json()
-    assert poll["run"]["profileType"] == "cpu" and poll["run"]["durationSeconds"] == 2
-    detail = api_client.get(f"{BASE}/{poll['run']['id']}").json()
-    assert detail["continuous"] is True
+    runs = agent_client.post(f"{BASE}/agent/poll", POLL, format="json").json()["runs"]
+    assert runs and len(runs) == ProfileResult.objects.count()  # every window created ahead is within reach
+    for run in runs:
+        assert run["profileType"] == "cpu" and run["durationSeconds"] == 2 and run["continuous"] is True
+        window = ProfileResult.objects.get(pk=run["id"]).continuous_slot
+        assert run["startAt"] == window.timestamp()  # the agent begins at the window's start
+        assert api_client.get(f"{BASE}/{run['id']}").json()["continuous"] is True
     history = api_client.get(f"{BASE}/history", {"service": "ai-service", "continuous": "true"}).json()
-    assert [item["id"] for item in history["items"]] == [poll["run"]["id"]]
+    assert sorted(item["id"] for item in history["items"]) == sorted(run["id"] for run in runs)
 
 
 @pytest.mark.django_db
@@ -189,7 +200,7 @@ def test_disabling_stops_new_runs_at_once(api_client, agent_client, short_period
     assert services.continuous_dispatch(now=T0) == 2
     api_client.patch(f"{BASE}/continuous/ai-service", {"enabled": False}, format="json")
     # Runs that no agent claimed yet are withdrawn, so an agent polling now gets nothing.
-    assert agent_client.post(f"{BASE}/agent/poll", {"service": "ai-service"}, format="json").json()["run"] is None
+    assert agent_client.post(f"{BASE}/agent/poll", POLL, format="json").json()["runs"] == []
     assert set(ProfileResult.objects.values_list("status", flat=True)) == {"failed"}
     assert "disabled" in ProfileResult.objects.first().error
     assert services.continuous_dispatch(now=T0 + timedelta(seconds=5)) == 0
@@ -229,11 +240,11 @@ def test_a_concurrent_tick_is_stopped_by_the_constraint_without_undoing_other_ru
     _post(api_client, service="billing", profileTypes=["cpu"])
     services.profile_start(  # another tick got to this one first
         tenant=ContinuousProfile.objects.get(service="ai-service").tenant, service="ai-service",
-        profile_type="memory", duration_seconds=2, continuous_slot=T0,
+        profile_type="memory", duration_seconds=2, continuous_slot=T0 + timedelta(seconds=5),
     )
-    monkeypatch.setattr(services.continuous, "_slot_runs", lambda slot: set())  # as if it raced past the check
+    monkeypatch.setattr(services.continuous, "_slot_runs", lambda slots: set())  # as if it raced past the check
     assert services.continuous_dispatch(now=T0) == 2
-    assert ProfileResult.objects.filter(continuous_slot=T0).count() == 3
+    assert ProfileResult.objects.filter(continuous_slot=T0 + timedelta(seconds=5)).count() == 3
 
 
 @pytest.mark.django_db
@@ -250,7 +261,7 @@ def test_next_run_at_follows_the_slots(api_client, short_period, monkeypatch):
 
     monkeypatch.setattr(serializers.timezone, "now", lambda: T0 + timedelta(seconds=1))
     _post(api_client)
-    assert api_client.get(f"{BASE}/continuous/ai-service").json()["nextRunAt"] == "2026-03-01T12:00:00Z"
+    assert api_client.get(f"{BASE}/continuous/ai-service").json()["nextRunAt"] == "2026-03-01T12:00:05Z"
     services.continuous_dispatch(now=T0 + timedelta(seconds=1))
     assert api_client.get(f"{BASE}/continuous/ai-service").json()["nextRunAt"] == "2026-03-01T12:00:05Z"
     assert api_client.get(f"{BASE}/continuous").json()[0]["nextRunAt"] == "2026-03-01T12:00:05Z"
@@ -261,8 +272,10 @@ def test_the_beat_task_dispatches(api_client, eager_celery, settings):
     settings.PROFILING_CONTINUOUS_PERIOD_SECONDS = 3600  # both ticks fall into one slot
     _post(api_client, profileTypes=["goroutine"])
     tasks.dispatch_continuous_profiles.delay()
+    windows = ProfileResult.objects.filter(continuous=True, profile_type="goroutine").count()
+    assert windows >= 1  # the next window (and the one after, past the middle of the hour)
     tasks.dispatch_continuous_profiles.delay()
-    assert ProfileResult.objects.filter(continuous=True, profile_type="goroutine").count() == 1
+    assert ProfileResult.objects.filter(continuous=True, profile_type="goroutine").count() == windows
 
 
 def test_beat_schedules_dispatch_every_period_and_retention_daily():

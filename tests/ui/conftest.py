@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 
 from profiles import services
 from profiles.models import ProfileResult
+from tests.profiles.samples import claim_one
 
 PASSWORD = "s3cret-pass-for-tests"
 
@@ -40,9 +41,9 @@ def complete_profile(tenant, raw: dict, *, service: str = "checkout", started_at
         tenant=tenant, service=service, profile_type=raw["profileType"],
         duration_seconds=max(1, int(raw["durationSeconds"])),
     )
-    claimed = services.profile_claim_next(tenant=tenant, service=service, instance={"host": "web-1", "pid": 42})
-    assert claimed is not None and claimed.pk == started.pk
-    services.profile_accept_upload(profile=claimed, data=gzip.compress(json.dumps(raw).encode()))
+    claim = claim_one(tenant, service)
+    assert claim is not None and claim.profile.pk == started.pk
+    services.profile_accept_upload(profile=claim.profile, data=gzip.compress(json.dumps(raw).encode()))
     services.profile_process_upload(profile_id=started.pk)
     if started_at is not None:
         ProfileResult.objects.filter(pk=started.pk).update(started_at=started_at)

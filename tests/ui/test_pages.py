@@ -16,6 +16,7 @@ from profiles.analysis.export import parse_pprof
 from profiles.models import ContinuousProfile, ProfileResult, Status
 from profiles.pages.flamegraph import DIFF_PALETTE, PALETTE, WARM
 from profiles.signing import flamegraph_token
+from tests.profiles.samples import claim_one
 
 from .conftest import PASSWORD, complete_profile
 from .factories import service_profile, wide_profile
@@ -176,11 +177,11 @@ def test_progress_json_reports_phase_progress_and_the_end(member_client, tenant)
         "id": str(run.pk), "status": "running", "phase": "waiting", "phaseLabel": "waiting for an agent",
         "progress": 0.0, "error": "", "sampleCount": 0, "url": page(run.pk),
     }
-    claimed = services.profile_claim_next(tenant=tenant.tenant, service="ai-service", instance={"pid": 1})
-    services.profile_record_progress(profile=claimed, progress=0.4)
+    claim = claim_one(tenant.tenant, "ai-service")
+    services.profile_record_progress(profile=claim.profile, lease=claim.lease, progress=0.4)
     body = member_client.get(url).json()
     assert (body["phase"], body["progress"]) == ("collecting", 0.4)
-    services.profile_fail(profile=claimed, error="agent: boom")
+    services.profile_agent_fail(profile=claim.profile, lease=claim.lease, error="boom")
     body = member_client.get(url).json()
     assert (body["status"], body["error"]) == ("failed", "agent: boom")
 
