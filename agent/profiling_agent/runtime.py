@@ -69,6 +69,8 @@ FAILURE_LOG_INTERVAL_SECONDS = 300.0
 # ignores the stop event for HARD_STOP_SECONDS more, its run is failed and the thread abandoned.
 COLLECT_GRACE_SECONDS = 30.0
 HARD_STOP_SECONDS = 10.0
+# Upload retries back off to at most this, so a profile lands soon after an outage ends.
+UPLOAD_BACKOFF_CAP_SECONDS = 15.0
 
 CollectFn = Callable[..., dict]
 
@@ -697,7 +699,7 @@ class AgentHandle:
                 self._fail_run(run.id, run.lease, f"agent: the server rejected the profile ({exc})")
                 return
             except TransientError as exc:
-                wait = self._backoff_delay(exc.retry_after, failures=attempt)
+                wait = min(self._backoff_delay(exc.retry_after, failures=attempt), UPLOAD_BACKOFF_CAP_SECONDS)
                 left = min(run.deadline - time.time(), self._stop_budget_left())
                 if left <= 0.2:
                     log.error(
