@@ -56,6 +56,11 @@ def profile_accept_upload(*, profile: ProfileResult, data: bytes, lease: str = "
     Raises InvalidProfile (nothing stored, the run stays collecting) or RunConflict (wrong lease,
     deadline passed, not collecting). A run claimed without a lease takes an upload without one.
     """
+    expected_lease = lease_hash(lease) if lease else ""
+    if (profile.status, profile.phase, profile.lease_hash) != (Status.RUNNING, Phase.COLLECTING, expected_lease) or (
+        profile.deadline_at is None or profile.deadline_at <= timezone.now()
+    ):  # refused before the work of decoding; the conditional UPDATE below is what decides
+        raise RunConflict(_refusal(profile.pk, lease, timezone.now()))
     parsed = load_upload(data, settings.PROFILING_MAX_RAW_BYTES)
     if parsed.profile_type != profile.profile_type:
         raise InvalidProfile(
@@ -71,7 +76,7 @@ def profile_accept_upload(*, profile: ProfileResult, data: bytes, lease: str = "
         pk=profile.pk,
         status=Status.RUNNING,
         phase=Phase.COLLECTING,
-        lease_hash=lease_hash(lease) if lease else "",
+        lease_hash=expected_lease,
         deadline_at__gt=now,
     ).update(
         payload=name,
@@ -214,7 +219,7 @@ def _process(profile: ProfileResult) -> None:
     written.append(_write(storage, artifact_name(payload_name, "speedscope"), _gzip_json(to_speedscope(parsed))))
     folded_name = artifact_name(payload_name, "folded")
     if _folded_bytes(parsed) <= FOLDED_MAX_BYTES:
-        written.append(_write(storage, folded_name, gzip.compress(to_folded(parsed).encode(), mtime=0)))
+        written.append(_write(storage, folded_name, _gzip(to_folded(parsed).encode())))
     else:
         storage.delete(folded_name)  # an earlier attempt may have stored one
 
@@ -252,8 +257,13 @@ def _write(storage, name: str, content: bytes) -> str:
     return name
 
 
+def _gzip(content: bytes) -> bytes:
+    """Level 6: within a few % of level 9 on these files, and seconds faster on the large ones."""
+    return gzip.compress(content, compresslevel=6, mtime=0)
+
+
 def _gzip_json(doc) -> bytes:
-    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), mtime=0)
+    return _gzip(json.dumps(doc, separators=(",", ":")).encode())
 
 
 def _flame_file(profile: Profile) -> bytes:
