@@ -16,6 +16,10 @@ Figures:
    whole HTTP stack (auth, tenant scoping, serialization), with EXPLAIN of its query;
    baseline: GET of one profile by id through the same stack.
 4. stored bytes per 60 s cpu profile (target < 50 KB); baseline: the agent's upload.
+5. pathological uploads (issue 10): for each, in a fresh process, the outcome and the peak RSS
+   of accepting it (the web's side) and of processing it (the worker's side) above the process's
+   baseline, as a ratio to the upload's raw JSON size (target: at most 10x); baseline: the
+   typical upload. `--only-pathological` runs just this section.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import random
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -200,13 +205,25 @@ def fresh_tenant() -> tuple[Tenant, str]:
     return tenant, raw_token
 
 
+BENCH_LEASE = "benchmark-lease"
+
+
+def _claim(run: ProfileResult) -> None:
+    """What an agent's claim does to the row, without an agent: collecting under a known lease."""
+    now = timezone.now()
+    ProfileResult.objects.filter(pk=run.pk).update(
+        phase=Phase.COLLECTING, claimed_at=now, lease_hash=services.lease_hash(BENCH_LEASE),
+        deadline_at=now + timedelta(minutes=10),
+    )
+    run.refresh_from_db()
+
+
 def store_and_process(tenant: Tenant, upload: bytes) -> tuple[ProfileResult, float, float]:
     """Start, claim, upload and process a run; returns (row, accept seconds, process seconds)."""
     run = services.profile_start(tenant=tenant, service="uploads", profile_type="cpu", duration_seconds=60)
-    ProfileResult.objects.filter(pk=run.pk).update(phase=Phase.COLLECTING, claimed_at=timezone.now())
-    run.refresh_from_db()
+    _claim(run)
     start = time.perf_counter()
-    services.profile_accept_upload(profile=run, data=upload)
+    services.profile_accept_upload(profile=run, data=upload, lease=BENCH_LEASE)
     accepted = time.perf_counter() - start
     start = time.perf_counter()
     services.profile_process_upload(profile_id=run.pk)
@@ -394,6 +411,130 @@ def _explain(tenant: Tenant, filters: dict) -> None:
         print(f"      {line}")
 
 
+PATHOLOGICAL = ("typical", "worst case", "largest accepted", "gzip bomb", "1 M frames", "180,000 x 512",
+                "NUL in every string", "integer overflows", "lone surrogates")
+
+
+def pathological_upload(case: str) -> tuple[bytes, int]:
+    """(gzip body, raw JSON bytes) of one case."""
+    from tests.profiles import pathological  # the same uploads the tests send
+
+    def plain(raw: dict) -> tuple[bytes, int]:
+        text = json.dumps(raw).encode()
+        return gzip.compress(text), len(text)
+
+    if case == "typical":
+        return plain(typical_cpu_profile())
+    if case == "worst case":
+        return plain(worst_case_cpu_profile())
+    if case == "largest accepted":  # just under MAX_STACK_ENTRIES: 100,000 distinct 49-deep stacks
+        rng = random.Random(3)
+        frames = [{"function": f"fn_{i}", "file": f"/srv/app/m{i % 100}.py", "line": i % 500 + 1} for i in range(20_000)]
+        aggregated = {
+            (tuple(rng.randrange(20_000) for _ in range(49)), f"worker-{n % 20}"): [10_000_000, 1] for n in range(100_000)
+        }
+        return plain(_raw(frames, aggregated, 100_000, 60, 100))
+    if case == "gzip bomb":
+        return pathological.gzip_bomb(2 * 1024**3), 2 * 1024**3
+    if case == "1 M frames":
+        body = pathological.million_frames()
+        return body, len(gzip.decompress(body))
+    if case == "180,000 x 512":
+        return pathological.deep_and_wide()
+    if case == "NUL in every string":
+        raw = typical_cpu_profile()
+        for frame in raw["frames"]:
+            frame["function"] += "\x00"
+        return plain(raw)
+    if case == "integer overflows":
+        raw = typical_cpu_profile()
+        raw["sampleCount"] = 2**31
+        return plain(raw)
+    if case == "lone surrogates":
+        raw = typical_cpu_profile()
+        raw["samples"][-1]["thread"] = "\ud800"
+        return plain(raw)
+    raise ValueError(case)
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+def _peak_since(reset: bool) -> int:
+    """Peak RSS (KiB) since the last reset; resetting the high-water mark is Linux's clear_refs 5."""
+    peak = _rss_kib("VmHWM")
+    if reset:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    return peak
+
+
+def measure_case(case: str) -> None:
+    """One case, in this (fresh) process: prints one JSON line for the parent."""
+    import gc
+
+    tenant, _ = tenant_get_or_create(external_id=TENANT, name="pipeline benchmark")
+    body, raw_bytes = pathological_upload(case)
+    gc.collect()
+    run = services.profile_start(tenant=tenant, service="pathological", profile_type="cpu", duration_seconds=60)
+    _claim(run)
+    _peak_since(reset=True)
+    base = _rss_kib("VmRSS")
+    start = time.perf_counter()
+    outcome = "accepted"
+    try:
+        services.profile_accept_upload(profile=run, data=body, lease=BENCH_LEASE)
+    except Exception as exc:  # noqa: BLE001 - a refusal is an outcome to print
+        outcome = f"400 {str(exc)[:90]}"
+    accept_seconds = time.perf_counter() - start
+    accept_peak = _peak_since(reset=True) - base
+    process_seconds, process_peak = 0.0, 0
+    if outcome == "accepted":
+        gc.collect()
+        base = _rss_kib("VmRSS")
+        start = time.perf_counter()
+        services.profile_process_upload(profile_id=run.pk)
+        process_seconds = time.perf_counter() - start
+        process_peak = _peak_since(reset=False) - base
+        run.refresh_from_db()
+        outcome = run.status + (f" ({run.error[:90]})" if run.error else "")
+    print(json.dumps({
+        "case": case, "gzip": len(body), "json": raw_bytes, "outcome": outcome, "accept_s": accept_seconds,
+        "accept_kib": accept_peak, "process_s": process_seconds, "process_kib": process_peak,
+    }))
+
+
+def bench_pathological() -> None:
+    heading("5. pathological uploads: outcome, time and peak RSS above baseline (ratio to raw JSON) -- target <= 10x")
+    env = {**os.environ, "MEDIA_ROOT": str(_scratch / "media"), "DATABASE_URL": os.environ["DATABASE_URL"]}
+    typical_process = None
+    for case in PATHOLOGICAL:
+        child = subprocess.run(
+            [sys.executable, __file__, "--measure-case", case], env=env, capture_output=True, text=True, timeout=600
+        )
+        lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+        if child.returncode or not lines:
+            print(f"  {case}: the measuring process failed ({child.returncode}): {child.stderr[-500:]}")
+            continue
+        r = json.loads(lines[-1])
+        mib = 1024.0
+        print(f"  {case}: gzip {r['gzip'] / 1024**2:,.2f} MB, JSON {r['json'] / 1024**2:,.1f} MB -> {r['outcome']}")
+        print(
+            f"    accept (web): {r['accept_s'] * MS:,.0f} ms, +{r['accept_kib'] / mib:,.0f} MB RSS "
+            f"= {r['accept_kib'] * 1024 / r['json']:.2f}x the JSON"
+        )
+        if r["process_s"]:
+            if case == "typical":
+                typical_process = r["process_s"]
+            ratio = f" = {r['process_s'] / typical_process:.1f}x the typical upload" if typical_process else ""
+            print(
+                f"    process (worker): {r['process_s'] * MS:,.0f} ms{ratio}, +{r['process_kib'] / mib:,.0f} MB RSS "
+                f"= {r['process_kib'] * 1024 / r['json']:.2f}x the JSON"
+            )
+
+
 def _get(client: Client, url: str, params: dict, headers: dict, decode: bool = False):
     response = client.get(url, params, headers=headers)
     if response.status_code != 200:
@@ -409,7 +550,12 @@ def main() -> int:
     parser.add_argument("--profiles", type=int, default=50_000, help="history size of the service")
     parser.add_argument("--repeat", type=int, default=50, help="timed repetitions of the fast figures")
     parser.add_argument("--upload-repeat", type=int, default=5, help="timed repetitions of upload processing")
+    parser.add_argument("--only-pathological", action="store_true", help="run only section 5")
+    parser.add_argument("--measure-case", help=argparse.SUPPRESS)  # section 5's child process
     args = parser.parse_args()
+    if args.measure_case:
+        measure_case(args.measure_case)
+        return 0
 
     db = connection.settings_dict
     print(f"database: {connection.vendor} {db['NAME']} @ {db.get('HOST') or 'local file'}; files: {_scratch} (removed at exit)")
@@ -417,11 +563,13 @@ def main() -> int:
     tenant, raw_token = fresh_tenant()
     client = Client()
     headers = {"authorization": f"Bearer {raw_token}", "x-tenant-id": TENANT}
-    for name, bench in (
+    benches = [
         ("upload", lambda: bench_upload_and_storage(tenant, args.upload_repeat)),
         ("compare", lambda: bench_compare(tenant, client, headers, args.repeat)),
         ("history", lambda: bench_history(tenant, client, headers, args.profiles, args.repeat)),
-    ):
+        ("pathological", bench_pathological),
+    ]
+    for name, bench in benches[-1:] if args.only_pathological else benches:
         try:
             bench()
         except Exception:  # a benchmark reports, it never fails the build

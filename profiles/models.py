@@ -49,6 +49,25 @@ def payload_path(instance: "ProfileResult", filename: str) -> str:
     return f"profiles/{instance.tenant_id}/{instance.service}/{instance.pk}.json.gz"
 
 
+def upload_path(instance: "ProfileResult") -> str:
+    """Where an accepted upload waits, as received, until processing replaces it with the payload."""
+    return f"profiles/{instance.tenant_id}/{instance.service}/{instance.pk}.upload.json.gz"
+
+
+#: What processing stores beside a completed profile's payload, so that no web request parses it.
+ARTIFACT_SUFFIXES = {
+    "flame": ".flame.json.gz",
+    "pprof": ".pprof.pb.gz",
+    "speedscope": ".speedscope.json.gz",
+    "folded": ".folded.txt.gz",
+}
+
+
+def artifact_name(payload_name: str, kind: str) -> str:
+    """The file of `kind` beside the payload `<dir>/<pk>.json.gz` (any storage: names, not paths)."""
+    return payload_name.removesuffix(".json.gz") + ARTIFACT_SUFFIXES[kind]
+
+
 class ProfileResult(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="profiles")

@@ -149,8 +149,21 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
+# No accepted upload lost: a task is acknowledged once done and redelivered when its worker dies;
+# on Redis an unacknowledged task comes back after the visibility timeout (not Celery's 1 h), and
+# the sweep (profiles.tasks.reap_overdue_runs) enqueues again what the broker lost.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_VISIBILITY_SECONDS = env.int("CELERY_BROKER_VISIBILITY_SECONDS", default=600)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_SECONDS}
+# An upload answers 202 in about a second when the broker is down, rather than waiting for it.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# A prefork child that grew past this (KiB) while processing a large profile is replaced after its
+# task, so the memory goes back to the system.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", default=400_000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
@@ -159,7 +172,10 @@ PROFILING_CLAIM_TIMEOUT_SECONDS = env.int("PROFILING_CLAIM_TIMEOUT_SECONDS", def
 PROFILING_UPLOAD_GRACE_SECONDS = env.int("PROFILING_UPLOAD_GRACE_SECONDS", default=300)
 PROFILING_REAPER_PERIOD_SECONDS = env.int("PROFILING_REAPER_PERIOD_SECONDS", default=10)
 PROFILING_MAX_UPLOAD_BYTES = env.int("PROFILING_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
-PROFILING_MAX_RAW_BYTES = env.int("PROFILING_MAX_RAW_BYTES", default=200 * 1024 * 1024)
+# Budget of one processing attempt (the task's 300 s hard time limit, plus time in the queue):
+# a processing run still there after it is enqueued again by the sweep, up to 3 attempts.
+PROFILING_PROCESSING_ATTEMPT_SECONDS = env.int("PROFILING_PROCESSING_ATTEMPT_SECONDS", default=360)
+PROFILING_MAX_RAW_BYTES = env.int("PROFILING_MAX_RAW_BYTES", default=100 * 1024 * 1024)
 PROFILING_FLAMEGRAPH_LINK_SECONDS = env.int("PROFILING_FLAMEGRAPH_LINK_SECONDS", default=7 * 24 * 3600)
 PROFILING_CONTINUOUS_PERIOD_SECONDS = env.int("PROFILING_CONTINUOUS_PERIOD_SECONDS", default=60)
 # Windows are back to back by default: each as long as the period.

@@ -42,3 +42,9 @@ MAX_FRAMES = 200_000
 MAX_SAMPLES = 500_000
 MAX_STACK_DEPTH = 512
 MAX_INT64 = 2**63 - 1  # pprof stores values as int64
+#: Sum of all stack depths: the work an upload implies (the flame tree, the exports) grows with it.
+MAX_STACK_ENTRIES = 5_000_000
+#: Longest function, file, thread or note string.
+MAX_STRING_CHARS = 4096
+#: What a PositiveIntegerField (sampleCount) holds on every database.
+MAX_INT32 = 2**31 - 1

@@ -1,8 +1,9 @@
 """The profile data model ("pyprof-raw/1") and its strict loader.
 
 Everything here is pure Python: the agent, the Celery task and the tests share it.
-Untrusted uploads go through `load_gzip_json` (size cap) and then `Profile.from_raw`
-(shape, types and limits); anything past that point may assume a well-formed profile.
+Untrusted uploads go through `load_upload` (caps on bytes, values, frames and stack entries,
+checked while decoding) or `load_gzip_json` (size cap) and then `Profile.from_raw` (shape,
+types and limits); anything past that point may assume a well-formed profile.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from profiling_agent.profile_format import (  # noqa: F401 - re-exported
     ENGINES,
     FORMAT,
     MAX_FRAMES,
+    MAX_INT32,
     MAX_INT64,
     MAX_SAMPLES,
     MAX_STACK_DEPTH,
+    MAX_STACK_ENTRIES,
+    MAX_STRING_CHARS,
     PROFILE_TYPES,
     UNIT_BY_TYPE,
 )
@@ -130,28 +134,47 @@ class Profile:
         return raw
 
 
-def gunzip_capped(data: bytes, max_bytes: int) -> bytearray:
+#: Every JSON value but the first of its container follows a comma, so counting commas while
+#: inflating bounds the number of values a document can make json.loads build. A valid upload
+#: has at most this many: its stack entries, 4 per sample, 3 per frame, and some slack.
+MAX_JSON_VALUES = MAX_STACK_ENTRIES + 4 * MAX_SAMPLES + 3 * MAX_FRAMES + 100_000
+#: Objects that are neither frames nor samples (the document, its instance): a few in practice.
+MAX_OTHER_OBJECTS = 1_000
+MAX_NOTES = 100
+MAX_INSTANCE_VALUES = 200
+
+
+def gunzip_capped(data: bytes, max_bytes: int, max_values: int | None = None) -> bytearray:
     """Decompress gzip `data` (one or more members), refusing output over `max_bytes`.
 
     Inflates incrementally with a bounded output buffer, so a gzip bomb costs at most
-    `max_bytes` (+1) of memory before it is refused with InvalidProfile.
+    `max_bytes` (+1) of memory before it is refused with InvalidProfile. With `max_values`,
+    output holding more commas than that is refused as soon as they are inflated.
     """
     if not data:
         raise InvalidProfile("empty body: expected gzip-compressed data")
     if data[:2] != b"\x1f\x8b":
         raise InvalidProfile("not gzip data (missing gzip header)")
     out = bytearray()
+    commas = 0
     pending = data
     try:
         while pending:  # one iteration per gzip member
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
             while not inflater.eof:
-                chunk = inflater.decompress(pending, max_bytes + 1 - len(out))
+                chunk = inflater.decompress(pending, min(1 << 20, max_bytes + 1 - len(out)))
                 out += chunk
                 if len(out) > max_bytes:
                     raise InvalidProfile(
                         f"decompressed size exceeds the limit of {max_bytes} bytes"
                     )
+                if max_values is not None:
+                    commas += chunk.count(b",")
+                    if commas > max_values:
+                        raise InvalidProfile(
+                            f"more than {max_values} JSON values: the limits are {MAX_SAMPLES} samples, "
+                            f"{MAX_FRAMES} frames and {MAX_STACK_ENTRIES} stack entries in all"
+                        )
                 pending = inflater.unconsumed_tail
                 if not chunk and not pending:
                     raise InvalidProfile("truncated gzip data")
@@ -166,9 +189,56 @@ def load_gzip_json(data: bytes, max_bytes: int) -> dict[str, Any]:
 
     NaN/Infinity literals are refused; any failure is an InvalidProfile.
     """
-    text = gunzip_capped(data, max_bytes)
+    return _parse_json(gunzip_capped(data, max_bytes), None)
+
+
+def load_upload(data: bytes, max_bytes: int) -> Profile:
+    """An untrusted gzip upload as a validated Profile, its cost bounded before anything big is built.
+
+    While inflating: at most `max_bytes` of JSON and MAX_JSON_VALUES values. While parsing:
+    frames and stack entries are counted as each object completes, and stacks are stored as
+    tuples of shared ints, so memory stays a small multiple of the JSON size.
+    """
+    text = gunzip_capped(data, max_bytes, MAX_JSON_VALUES)
+    raw = _parse_json(text, _UploadCounter())
+    del text  # the document's text is not needed once parsed
+    return _parse_raw(raw)
+
+
+class _UploadCounter:
+    """json.loads object_hook: refuses an upload past a limit as soon as the object crossing it is read."""
+
+    def __init__(self) -> None:
+        self.entries = self.frames = self.others = 0
+        self.ints: dict[int, int] = {}
+
+    def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
+        stack = obj.get("stack")
+        if type(stack) is list:
+            self.entries += len(stack)
+            if self.entries > MAX_STACK_ENTRIES:
+                raise InvalidProfile(
+                    f"samples: more than {MAX_STACK_ENTRIES} stack entries in all (samples x stack depth)"
+                )
+            if set(map(type, stack)) <= {int}:
+                # One int object per distinct index instead of one per entry.
+                obj["stack"] = tuple(map(self.ints.setdefault, stack, stack))
+        elif "function" in obj:
+            self.frames += 1
+            if self.frames > MAX_FRAMES:
+                raise InvalidProfile(f"frames: more than {MAX_FRAMES} entries, the limit is {MAX_FRAMES}")
+        else:
+            self.others += 1
+            if self.others > MAX_OTHER_OBJECTS:
+                raise InvalidProfile(f"more than {MAX_OTHER_OBJECTS} objects that are neither frames nor samples")
+        return obj
+
+
+def _parse_json(text: bytearray, object_hook: Any) -> dict[str, Any]:
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text, parse_constant=_reject_constant, object_hook=object_hook)
+    except InvalidProfile:
+        raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
         raise InvalidProfile(f"invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -214,9 +284,15 @@ def _string(obj: Mapping[str, Any], key: str, where: str = "") -> str:
     value = _require(obj, key, where)
     if not isinstance(value, str):
         raise InvalidProfile(f"{where}{key}: expected a string, got {_type_name(value)}")
+    return _clean_text(value, f"{where}{key}")
+
+
+def _clean_text(value: str, where: str) -> str:
+    if len(value) > MAX_STRING_CHARS:
+        raise InvalidProfile(f"{where}: {len(value)} characters, the limit is {MAX_STRING_CHARS}")
     if "\x00" in value or not (value.isascii() or _encodable(value)):
-        # Neither PostgreSQL JSON nor protobuf strings can hold these.
-        raise InvalidProfile(f"{where}{key}: contains a NUL character or invalid Unicode")
+        # Neither PostgreSQL text/JSON nor protobuf strings can hold these.
+        raise InvalidProfile(f"{where}: contains a NUL character or invalid Unicode (a lone surrogate)")
     return value
 
 
@@ -283,7 +359,7 @@ def _parse_frames(raw_frames: list[Any]) -> list[Frame]:
 
 
 def _check_stack(stack: Any, where: str, frame_count: int) -> tuple[int, ...]:
-    if not isinstance(stack, list):
+    if not isinstance(stack, (list, tuple)):  # a tuple when `load_upload` has interned it
         raise InvalidProfile(f"{where}.stack: expected an array, got {_type_name(stack)}")
     if not stack:
         raise InvalidProfile(f"{where}.stack: must not be empty")
@@ -322,7 +398,34 @@ def _parse_samples(raw_samples: list[Any], frame_count: int) -> list[Sample]:
         else:
             entry[0] += value
             entry[1] += count
+    total = sum(value for value, _ in merged.values())
+    if total > MAX_INT64:
+        raise InvalidProfile(f"samples: the values sum to {total}, over the limit of {MAX_INT64}")
     return [Sample(stack, v, c, thread) for (stack, thread), (v, c) in merged.items()]
+
+
+def _check_instance(instance: dict[str, Any]) -> None:
+    """The instance is stored as a JSON column: every string clean, every integer an int64, small."""
+    pending: list[tuple[str, Any]] = [("instance", instance)]
+    seen = 0
+    while pending:
+        where, value = pending.pop()
+        seen += 1
+        if seen > MAX_INSTANCE_VALUES:
+            raise InvalidProfile(f"instance: more than {MAX_INSTANCE_VALUES} values")
+        if isinstance(value, str):
+            _clean_text(value, where)
+        elif _is_int(value):
+            if not -MAX_INT64 <= value <= MAX_INT64:
+                raise InvalidProfile(f"{where}: {value} is out of the int64 range")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidProfile(f"{where}: {value} is not a finite number")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _clean_text(key, f"{where} key {key[:40]!r}")
+                pending.append((f"{where}.{key}", item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
 
 
 def _parse_raw(raw: Any) -> Profile:
@@ -344,6 +447,8 @@ def _parse_raw(raw: Any) -> Profile:
     duration = _non_negative_number(raw, "durationSeconds")
     sample_rate = _non_negative_int(raw, "sampleRate")
     sample_count = _non_negative_int(raw, "sampleCount")
+    if sample_count > MAX_INT32:
+        raise InvalidProfile(f"sampleCount: must be <= {MAX_INT32}, got {sample_count}")
 
     frames = _parse_frames(_array(raw, "frames", MAX_FRAMES))
     samples = _parse_samples(_array(raw, "samples", MAX_SAMPLES), len(frames))
@@ -351,13 +456,18 @@ def _parse_raw(raw: Any) -> Profile:
     notes: Sequence[Any] = raw.get("notes", [])
     if not isinstance(notes, list):
         raise InvalidProfile(f"notes: expected an array, got {_type_name(notes)}")
+    if len(notes) > MAX_NOTES:
+        raise InvalidProfile(f"notes: {len(notes)} entries, the limit is {MAX_NOTES}")
     for i, note in enumerate(notes):
         if not isinstance(note, str):
             raise InvalidProfile(f"notes[{i}]: expected a string, got {_type_name(note)}")
+        _clean_text(note, f"notes[{i}]")
 
     instance = raw.get("instance")
-    if instance is not None and not isinstance(instance, dict):
-        raise InvalidProfile(f"instance: expected an object, got {_type_name(instance)}")
+    if instance is not None:
+        if not isinstance(instance, dict):
+            raise InvalidProfile(f"instance: expected an object, got {_type_name(instance)}")
+        _check_instance(instance)
 
     return Profile(
         profile_type=profile_type,

@@ -1,6 +1,5 @@
 """The agent protocol's endpoints: poll (claim), progress, upload, fail. Agent-scoped tokens only."""
 
-import gzip
 import time
 
 from django.conf import settings
@@ -13,6 +12,7 @@ from tenants.api import TenantScopedAPIView
 from tenants.models import TokenScope
 
 from .. import services
+from ..analysis.model import InvalidProfile
 from ..models import ProfileResult
 from .serializers import (
     AgentFailSerializer,
@@ -134,7 +134,10 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 class AgentUploadView(AgentView):
-    """The raw profile: gzip-compressed pyprof-raw/1 JSON, at most PROFILING_MAX_UPLOAD_BYTES."""
+    """The raw profile: gzip-compressed pyprof-raw/1 JSON, at most PROFILING_MAX_UPLOAD_BYTES.
+
+    202 only once the upload is valid, durable in storage and its run is processing.
+    """
 
     parser_classes = []  # the body is read raw, with its size checked first
 
@@ -143,31 +146,44 @@ class AgentUploadView(AgentView):
         parameters=[LEASE_PARAMETER],
         responses={
             202: ErrorSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="the upload is invalid; the detail names the field"),
             **AUTH_ERRORS,
             **NOT_FOUND,
-            409: OpenApiResponse(ErrorSerializer, description="the run takes no upload (not collecting)"),
+            409: OpenApiResponse(ErrorSerializer, description="wrong lease, deadline passed, or not collecting"),
             413: OpenApiResponse(ErrorSerializer, description="over PROFILING_MAX_UPLOAD_BYTES"),
+            415: OpenApiResponse(ErrorSerializer, description="not sent with Content-Encoding: gzip"),
         },
     )
     def post(self, request, profile_id):
         profile = self.get_object()
-        limit = settings.PROFILING_MAX_UPLOAD_BYTES
+        data = self._read_body(request._request)
+        if request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower() != "gzip":
+            raise exceptions.UnsupportedMediaType(
+                request.content_type,
+                "An upload must be gzip-compressed JSON sent with the header Content-Encoding: gzip.",
+            )
         try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0
-        if declared > limit:
-            raise PayloadTooLarge(f"The upload is {declared} bytes; the limit is {limit} bytes.")
-        data = request._request.read(limit + 1)
-        if len(data) > limit:
-            raise PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes.")
-        if not data.startswith(b"\x1f\x8b"):
-            if request.META.get("HTTP_CONTENT_ENCODING", "") == "gzip" or not data:
-                raise exceptions.ParseError("The upload is not gzip data.")
-            data = gzip.compress(data, mtime=0)  # plain JSON is accepted too; stored compressed
-        try:
-            services.profile_check_lease(profile=profile, lease=_lease(request))
-            services.profile_accept_upload(profile=profile, data=data)
+            services.profile_accept_upload(
+                profile=profile, data=data, lease=request.META.get("HTTP_X_PROFILING_LEASE", "")
+            )
+        except InvalidProfile as exc:
+            raise exceptions.ParseError(f"The uploaded profile is invalid: {exc}") from None
         except services.RunConflict as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response({"detail": "accepted"}, status=status.HTTP_202_ACCEPTED)
+
+    @staticmethod
+    def _read_body(raw_request) -> bytes:
+        """The body, at most PROFILING_MAX_UPLOAD_BYTES. Over that it is read to its end and dropped
+        (so the agent reads the 413 rather than a reset connection), and answered 413."""
+        limit = settings.PROFILING_MAX_UPLOAD_BYTES
+        try:
+            declared = int(raw_request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        data = raw_request.read(limit + 1) if declared <= limit else b""
+        if declared > limit or len(data) > limit:
+            while raw_request.read(1 << 20):
+                pass
+            raise PayloadTooLarge(f"The upload is over the limit of {limit} bytes (PROFILING_MAX_UPLOAD_BYTES).")
+        return data

@@ -9,16 +9,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..analysis.compare import compare_profiles, differential_tree, normalization_scale
-from ..analysis.flamegraph import flame_tree
 from ..models import ProfileResult
-from ..selectors import profile_load_analysis
+from ..selectors import profile_flame_tree, profile_load_analysis
 from .flamegraph import FlameGraph, render_flamegraph
 
 # --- flame graphs, cached per process -------------------------------------------------------------
 
-# Building a flame graph reads and parses the payload and lays out up to MAX_NODES nodes
-# (about half a second for a profile with 10,000 functions); a completed profile never
-# changes, so the last few graphs are kept per process.
+# A profile's flame graph is drawn from the tree that processing stored (bounded in nodes, no
+# payload is parsed); a comparison's is built from both payloads, up to MAX_NODES nodes. A
+# completed profile never changes, so the last few graphs are kept per process.
 MAX_NODES = 20_000
 _CACHE_SIZE = 8
 T = TypeVar("T")
@@ -44,11 +43,11 @@ def _version(profile: ProfileResult) -> tuple:
 
 
 def profile_flamegraph(profile: ProfileResult) -> FlameGraph:
-    """The profile's flame graph (raises selectors.ProfileNotReady)."""
+    """The profile's flame graph, from its stored tree (raises selectors.ProfileNotReady)."""
 
     def build() -> FlameGraph:
-        analysis = profile_load_analysis(profile=profile)
-        return render_flamegraph(flame_tree(analysis, max_nodes=MAX_NODES), unit=analysis.unit)
+        tree, unit = profile_flame_tree(profile=profile)
+        return render_flamegraph(tree, unit=unit)
 
     return _cached(("flame", *_version(profile)), build)
 

@@ -24,5 +24,7 @@ from .profiles import (  # noqa: F401
     ExportedProfile,
     ProfileNotReady,
     profile_export,
+    profile_flame_tree,
     profile_load_analysis,
+    profile_read_artifact,
 )

@@ -1,4 +1,4 @@
-"""Reads of one stored profile: its parsed analysis and its exports."""
+"""Reads of one stored profile: its parsed analysis, and what processing stored for pages and exports."""
 
 import gc
 import json
@@ -13,11 +13,12 @@ from ..analysis import (
     Profile,
     Sample,
     load_gzip_json,
-    to_folded,
-    to_pprof,
-    to_speedscope,
 )
-from ..models import ProfileResult, Status
+from ..analysis.model import gunzip_capped
+from ..models import ProfileResult, Status, artifact_name
+
+#: Largest stored artifact read back (they are made from uploads within the format's limits).
+MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 
 
 class ProfileNotReady(Exception):
@@ -103,17 +104,52 @@ class ExportedProfile:
 
 
 EXPORT_FORMATS = ("pprof", "speedscope", "folded")
+_EXPORT_TYPES = {
+    "pprof": ("application/octet-stream", "pb.gz"),
+    "speedscope": ("application/json", "speedscope.json"),
+    "folded": ("text/plain; charset=utf-8", "folded.txt"),
+}
 
 
 def profile_export(*, profile: ProfileResult, export_format: str) -> ExportedProfile:
-    """The profile in an interchange format: gzip'd pprof, speedscope JSON or folded stacks."""
-    analysed = profile_load_analysis(profile=profile)
+    """The profile in an interchange format: gzip'd pprof, speedscope JSON or folded stacks.
+
+    Processing stored each one (services.processing): this reads a file, it parses nothing.
+    """
+    if export_format not in _EXPORT_TYPES:
+        raise ValueError(f"unknown export format {export_format!r}")
+    content_type, extension = _EXPORT_TYPES[export_format]
+    stored = profile_read_artifact(profile=profile, kind=export_format)
+    content = stored if export_format == "pprof" else bytes(gunzip_capped(stored, MAX_ARTIFACT_BYTES))
     stem = f"{profile.service}-{profile.profile_type}-{profile.started_at:%Y%m%dT%H%M%SZ}-{str(profile.pk)[:8]}"
-    if export_format == "pprof":
-        return ExportedProfile(to_pprof(analysed), "application/octet-stream", f"{stem}.pb.gz")
-    if export_format == "speedscope":
-        body = json.dumps(to_speedscope(analysed), separators=(",", ":")).encode()
-        return ExportedProfile(body, "application/json", f"{stem}.speedscope.json")
-    if export_format == "folded":
-        return ExportedProfile(to_folded(analysed).encode(), "text/plain; charset=utf-8", f"{stem}.folded.txt")
-    raise ValueError(f"unknown export format {export_format!r}")
+    return ExportedProfile(content, content_type, f"{stem}.{extension}")
+
+
+def profile_flame_tree(*, profile: ProfileResult) -> tuple[dict, str]:
+    """(flame tree, unit) as processing stored it: bounded in nodes and in name lengths."""
+    stored = profile_read_artifact(profile=profile, kind="flame")
+    try:
+        doc = json.loads(gunzip_capped(stored, MAX_ARTIFACT_BYTES))
+        return doc["tree"], doc["unit"]
+    except (InvalidProfile, ValueError, KeyError, TypeError):
+        raise ProfileNotReady(f"the stored flame graph of profile {profile.pk} is unreadable") from None
+
+
+def profile_read_artifact(*, profile: ProfileResult, kind: str) -> bytes:
+    """A file that processing stored beside the payload (models.ARTIFACT_SUFFIXES), as stored."""
+    if profile.status != Status.COMPLETED:
+        raise ProfileNotReady(f"profile {profile.pk} is {profile.status}, not completed")
+    if not profile.payload:
+        raise ProfileNotReady(f"profile {profile.pk} has no stored data")
+    name = artifact_name(profile.payload.name, kind)
+    try:
+        with profile.payload.storage.open(name, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        if kind == "folded":
+            raise ProfileNotReady(
+                f"profile {profile.pk} is too large for a folded export; pprof and speedscope have it all"
+            ) from None
+        raise ProfileNotReady(f"the stored {kind} data of profile {profile.pk} is missing") from None
+    except OSError:
+        raise ProfileNotReady(f"the stored {kind} data of profile {profile.pk} could not be read") from None

@@ -8,9 +8,11 @@ from .continuous import (  # noqa: F401
 )
 from .processing import (  # noqa: F401
     COMPACT_LEVEL9_MAX_BYTES,
-    PROCESSING_DEADLINE,
+    PROCESSING_MAX_ATTEMPTS,
+    ProcessingRetry,
     profile_accept_upload,
     profile_process_upload,
+    profiles_requeue_stalled,
 )
 from .retention import (  # noqa: F401
     PURGE_BATCH,

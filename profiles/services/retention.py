@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from ..models import ContinuousProfile, ProfileResult, Status
+from ..models import ARTIFACT_SUFFIXES, ContinuousProfile, ProfileResult, Status, artifact_name
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,11 @@ def _purge(queryset) -> int:
             ProfileResult.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
         storage = ProfileResult._meta.get_field("payload").storage
         for _, name in batch:
-            if name:
+            if not name:
+                continue
+            for stored in (name, *(artifact_name(name, kind) for kind in ARTIFACT_SUFFIXES)):
                 try:
-                    storage.delete(name)
+                    storage.delete(stored)
                 except OSError:
-                    logger.warning("could not delete the stored profile %s", name, exc_info=True)
+                    logger.warning("could not delete the stored profile file %s", stored, exc_info=True)
         deleted += len(batch)

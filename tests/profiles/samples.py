@@ -62,6 +62,8 @@ def raw_profile(leaves: dict[str, int], *, profile_type: str = "cpu", duration: 
 
 def completed_profile(tenant, raw: dict, *, service: str = "ai-service", started_at=None, continuous_slot=None):
     """A profile taken through the real pipeline: start, claim, upload, process. Returns the row."""
+    from datetime import timedelta
+
     from django.utils import timezone
 
     from profiles import services
@@ -71,9 +73,14 @@ def completed_profile(tenant, raw: dict, *, service: str = "ai-service", started
         tenant=tenant, service=service, profile_type=raw["profileType"],
         duration_seconds=max(1, round(raw["durationSeconds"])), continuous_slot=continuous_slot,
     )
-    ProfileResult.objects.filter(pk=profile.pk).update(phase=Phase.COLLECTING, claimed_at=timezone.now())
+    # As a claim does; a slot in the past (history, retention) gets a deadline still ahead.
+    now = timezone.now()
+    ProfileResult.objects.filter(pk=profile.pk).update(
+        phase=Phase.COLLECTING, claimed_at=now, deadline_at=now + timedelta(minutes=5),
+        lease_hash=services.lease_hash("test-lease"),
+    )
     profile.refresh_from_db()
-    services.profile_accept_upload(profile=profile, data=gzip_json(raw))
+    services.profile_accept_upload(profile=profile, data=gzip_json(raw), lease="test-lease")
     services.profile_process_upload(profile_id=profile.pk)
     if started_at is not None:
         ProfileResult.objects.filter(pk=profile.pk).update(started_at=started_at)

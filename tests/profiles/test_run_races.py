@@ -47,8 +47,7 @@ def _race(*actions):
 
 def _upload(profile, lease, data):
     def action():
-        services.profile_check_lease(profile=profile, lease=lease)
-        services.profile_accept_upload(profile=profile, data=data)
+        services.profile_accept_upload(profile=profile, data=data, lease=lease)
         return "accepted"
 
     return action

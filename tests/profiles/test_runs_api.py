@@ -37,7 +37,8 @@ def _agent_post(client, profile_id, action, lease, body=None):
     headers = {"HTTP_X_PROFILING_LEASE": lease} if lease is not None else {}
     if action == "upload":
         return client.generic(
-            "POST", f"{BASE}/agent/runs/{profile_id}/upload", body, content_type="application/json", **headers
+            "POST", f"{BASE}/agent/runs/{profile_id}/upload", body, content_type="application/json",
+            HTTP_CONTENT_ENCODING="gzip", **headers,
         )
     return client.post(f"{BASE}/agent/runs/{profile_id}/{action}", body, format="json", **headers)
 
@@ -268,16 +269,16 @@ def test_progress_on_a_run_no_longer_collecting_is_409(api_client, agent_client,
 
 
 @pytest.mark.django_db
-def test_malformed_upload_fails_the_run_with_the_reason(api_client, agent_client, eager_celery, django_capture_on_commit_callbacks):
+def test_malformed_upload_is_400_naming_the_field_and_the_run_stays_collecting(api_client, agent_client):
     profile_id = _start(api_client, durationSeconds=2).json()["id"]
     _, lease = _claim(agent_client)
     bad = raw_cpu_profile()
-    bad["samples"][0]["stack"] = [999]
-    with django_capture_on_commit_callbacks(execute=True):
-        _agent_post(agent_client, profile_id, "upload", lease, gzip_json(bad))
+    bad["samples"][0]["stack"] = [0, 99]
+    response = _agent_post(agent_client, profile_id, "upload", lease, gzip_json(bad))
+    assert response.status_code == 400
+    assert "samples[0].stack[1]" in response.json()["detail"] and "99" in response.json()["detail"]
     body = api_client.get(f"{BASE}/{profile_id}").json()
-    assert body["status"] == "failed"
-    assert "frame" in body["error"]
+    assert (body["status"], body["phase"]) == ("running", "collecting")
 
 
 @pytest.mark.django_db

@@ -43,7 +43,9 @@ def complete_profile(tenant, raw: dict, *, service: str = "checkout", started_at
     )
     claim = claim_one(tenant, service)
     assert claim is not None and claim.profile.pk == started.pk
-    services.profile_accept_upload(profile=claim.profile, data=gzip.compress(json.dumps(raw).encode()))
+    services.profile_accept_upload(
+        profile=claim.profile, data=gzip.compress(json.dumps(raw).encode()), lease=claim.lease
+    )
     services.profile_process_upload(profile_id=started.pk)
     if started_at is not None:
         ProfileResult.objects.filter(pk=started.pk).update(started_at=started_at)
