@@ -8,6 +8,7 @@ their own modules so a missing one only disables that engine.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -183,6 +184,52 @@ class ProfileBuilder:
             "samples": samples,
             "notes": notes,
         }
+
+
+class ThreadCpu:
+    """CPU nanoseconds per native thread id over the window, from
+    ``/proc/self/task/<tid>/schedstat`` (first field: time on a CPU, ns).
+
+    Read at the start, about once a second (so a thread that exits mid-window keeps its last
+    reading) and at the end. A thread first seen after the start was created in the window,
+    so its whole CPU time counts.
+    """
+
+    def __init__(self) -> None:
+        self.base: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self.available = False
+        self._last_read = 0.0
+
+    @staticmethod
+    def _read_all() -> dict[int, int]:
+        out = {}
+        try:
+            tids = os.listdir("/proc/self/task")
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat", "rb") as handle:
+                    out[int(tid)] = int(handle.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    def start(self) -> None:
+        self.base = self._read_all()
+        self.last = dict(self.base)
+        self.available = bool(self.base)
+        self._last_read = time.perf_counter()
+
+    def update(self, every: float = 1.0) -> None:
+        now = time.perf_counter()
+        if self.available and now - self._last_read >= every:
+            self._last_read = now
+            self.last.update(self._read_all())
+
+    def used_ns(self, tid: int) -> int:
+        return max(0, self.last.get(tid, 0) - self.base.get(tid, 0))
 
 
 class Window:
