@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from profiling_agent.collectors import ddprof
 
 PROGRAM = Path(__file__).parent / "programs" / "cpu_ground_truth.py"

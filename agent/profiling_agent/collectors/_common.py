@@ -187,8 +187,8 @@ class ProfileBuilder:
 
 
 class ThreadCpu:
-    """CPU nanoseconds per native thread id over the window, from
-    ``/proc/self/task/<tid>/schedstat`` (first field: time on a CPU, ns).
+    """CPU nanoseconds (and run-queue wait: runnable, waiting for a core) per native thread id
+    over the window, from ``/proc/self/task/<tid>/schedstat`` (first two fields, ns).
 
     Read at the start, about once a second (so a thread that exits mid-window keeps its last
     reading) and at the end. A thread first seen after the start was created in the window,
@@ -196,13 +196,13 @@ class ThreadCpu:
     """
 
     def __init__(self) -> None:
-        self.base: dict[int, int] = {}
-        self.last: dict[int, int] = {}
+        self.base: dict[int, tuple[int, int]] = {}
+        self.last: dict[int, tuple[int, int]] = {}
         self.available = False
         self._last_read = 0.0
 
     @staticmethod
-    def _read_all() -> dict[int, int]:
+    def _read_all() -> dict[int, tuple[int, int]]:
         out = {}
         try:
             tids = os.listdir("/proc/self/task")
@@ -211,7 +211,8 @@ class ThreadCpu:
         for tid in tids:
             try:
                 with open(f"/proc/self/task/{tid}/schedstat", "rb") as handle:
-                    out[int(tid)] = int(handle.read().split()[0])
+                    fields = handle.read().split()
+                out[int(tid)] = (int(fields[0]), int(fields[1]))
             except (OSError, ValueError, IndexError):
                 continue
         return out
@@ -229,7 +230,10 @@ class ThreadCpu:
             self.last.update(self._read_all())
 
     def used_ns(self, tid: int) -> int:
-        return max(0, self.last.get(tid, 0) - self.base.get(tid, 0))
+        return max(0, self.last.get(tid, (0, 0))[0] - self.base.get(tid, (0, 0))[0])
+
+    def runqueue_ns(self, tid: int) -> int:
+        return max(0, self.last.get(tid, (0, 0))[1] - self.base.get(tid, (0, 0))[1])
 
 
 class Window:

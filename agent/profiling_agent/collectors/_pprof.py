@@ -16,7 +16,7 @@ class PprofError(ValueError):
 
 @dataclass
 class Sample:
-    stack: tuple[tuple[str, str, int], ...]  # (function, file, def line), root first
+    stack: tuple[tuple[str, str, int], ...]  # (function, file, line), root first
     values: tuple[int, ...]
     labels: dict[str, str | int]
 
@@ -129,12 +129,16 @@ def decode(data: bytes) -> Profile:
             if number == 1:
                 ident = value
             elif number == 4:
-                function_id = 0
+                function_id = line = 0
                 for sub, _w, item in _fields(value):
                     if sub == 1:
                         function_id = item
+                    elif sub == 2:
+                        line = item
                 if function_id in functions:
-                    lines.append(functions[function_id])
+                    # the function's start line when the producer gives one, else the line
+                    name, filename, start = functions[function_id]
+                    lines.append((name, filename, start or line))
         # inlined frames come callee first; a Python location has one line anyway
         locations[ident] = tuple(reversed(lines))
 

@@ -28,7 +28,6 @@ contract tests in tests/agent/test_collectors.py fail when a ddtrace release cha
 from __future__ import annotations
 
 import _thread
-import atexit
 import glob
 import importlib.util
 import os
@@ -47,6 +46,7 @@ from ._common import (
     Window,
     is_agent_thread,
 )
+from ._source import SourceResolver
 
 STACK_ENGINE = "stack-sampler"
 ALLOC_ENGINE = "alloc-sampler"
@@ -101,13 +101,14 @@ def _import_ddtrace():
         "DD_PROFILING_UPLOAD_INTERVAL": "86400",  # we flush ourselves
         "DD_PROFILING_MAX_FRAMES": str(_MAX_FRAMES),
         "DD_PROFILING_HEAP_SAMPLE_SIZE": str(alloc_sample_bytes()),
-        "DD_PROFILING_OUTPUT_PPROF": os.path.join(_session.folder, "profile"),
+        "DD_PROFILING_OUTPUT_PPROF": "profile",  # set per start: see _Session._start
     }
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:
         import ddtrace
         from ddtrace.internal.datadog.profiling.stack import _stack
+        from ddtrace.internal.settings.profiling import config
         from ddtrace.profiling import Profiler
     except Exception as exc:  # noqa: BLE001 - a broken install disables the engine
         raise CollectorError(f"the in-process sampler (ddtrace) cannot load: {exc}") from exc
@@ -121,7 +122,7 @@ def _import_ddtrace():
         raise CollectorError(f"the in-process sampler needs ddtrace=={DDTRACE_VERSION}, found "
                              f"{ddtrace.__version__} (pip install 'profiling-platform-agent[inprocess]')")
     _HIDDEN_PREFIXES.append(os.path.dirname(ddtrace.__file__) + os.sep)
-    return Profiler, _stack
+    return Profiler, _stack, config
 
 
 class _Run:
@@ -149,16 +150,12 @@ class _Session:
         self.runs: set[_Run] = set()
         self.profiler = None
         self.with_memory = False
-        self.folder = ""
-        self.folder_pid = 0
+        self.folder = ""  # private, while the profiler runs
         self.native_tids: set[int] = set()
         self.classes = None
 
     def join(self, run: _Run) -> None:
         with self.lock:
-            if not self.folder:
-                self.folder = tempfile.mkdtemp(prefix="profiles-agent-")
-                self.folder_pid = os.getpid()
             if self.classes is None:
                 self.classes = _import_ddtrace()
             memory = run.memory or any(r.memory for r in self.runs)
@@ -185,8 +182,9 @@ class _Session:
 
     def _start(self, memory: bool) -> None:
         self._stop()
-        os.makedirs(self.folder, exist_ok=True)
-        profiler_class, _stack = self.classes
+        profiler_class, _stack, config = self.classes
+        self.folder = tempfile.mkdtemp(prefix="profiles-agent-")
+        config.output_pprof = os.path.join(self.folder, "profile")  # read at every start
         before = _overhead.task_ids()
         profiler = profiler_class(_memory_collector_enabled=memory)
         profiler.start()
@@ -198,17 +196,18 @@ class _Session:
     def _stop(self) -> None:
         if self.profiler is not None:
             profiler, self.profiler = self.profiler, None
-            profiler.stop(flush=False)
+            profiler.stop(flush=True)  # written and discarded: nothing left for the next start
             _overhead.forget_native_threads(self.native_tids)
             self.native_tids = set()
-            self._discard_files()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = ""
 
     def _set_rate(self) -> None:
         rate = max((r.rate for r in self.runs), default=100.0)
         self.classes[1].set_interval(1.0 / rate)
 
     def _files(self, suffix: str) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.folder, f"profile.{os.getpid()}.*{suffix}")))
+        return sorted(glob.glob(os.path.join(self.folder, f"profile.*{suffix}")))
 
     def _discard_files(self) -> None:
         for path in self._files(""):
@@ -247,18 +246,11 @@ class _Session:
                 pass
         _overhead.forget_native_threads(self.native_tids)
         self.native_tids = set()
-        # ddtrace's output path is fixed at import: the child shares the folder, its files
-        # carry its own pid
+        self.folder = ""  # the parent's: it removes it
 
 
 _session = _Session()
 os.register_at_fork(after_in_child=_session.reset_after_fork)
-
-
-@atexit.register
-def _remove_folder() -> None:
-    if _session.folder and _session.folder_pid == os.getpid():
-        shutil.rmtree(_session.folder, ignore_errors=True)
 
 
 def _hidden(file: str) -> bool:
@@ -315,6 +307,26 @@ def _scale_to_thread_clocks(kept: list, cpu: ThreadCpu, builder: ProfileBuilder)
             for stack, value, count, thread, tid in kept]
 
 
+def _leave_out_runqueue_waits(kept: list, cpu: ThreadCpu, elapsed_ns: int,
+                              builder: ProfileBuilder) -> list:
+    """Time runnable but waiting for a core is not blocking (a busy loop on a loaded 2-core
+    machine showed 60 % "off-CPU" from it alone): per thread, the samples' off-CPU time is cut
+    down to at most the window minus its CPU and run-queue time, proportionally."""
+    sampled: dict[object, float] = {}
+    for sample in kept:
+        sampled[sample[4]] = sampled.get(sample[4], 0.0) + sample[1]
+    if not cpu.available:
+        return kept
+    factors = {}
+    for tid, total in sampled.items():
+        if isinstance(tid, int) and tid in cpu.last and total > 0:
+            off_cpu = elapsed_ns - cpu.used_ns(tid) - cpu.runqueue_ns(tid)
+            factors[tid] = min(1.0, max(0.0, off_cpu) / total)
+    builder.notes.append("per thread, time runnable but waiting for a core is left out")
+    return [(stack, value * factors.get(tid, 1.0), count, thread, tid)
+            for stack, value, count, thread, tid in kept]
+
+
 def _value_columns(profile: _pprof.Profile, names: Iterable[str]) -> list[int]:
     try:
         return [profile.sample_types.index(name) for name in names]
@@ -340,6 +352,16 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         "alloc": ("alloc-space", "alloc-samples"),
         "memory": ("heap-space", "heap-live-samples"),
     }[profile_type]
+    resolver = SourceResolver()
+
+    def frame(function: str, file: str, line: int) -> int:
+        # ddtrace gives the qualified name and the line running; the raw format the def line
+        short = function.rsplit(".", 1)[-1]
+        name, first = resolver.resolve(short, file, line)
+        if name == short and first == line:  # not resolved: keep ddtrace's qualified name
+            name = function
+        return builder.frame(name, file, first)
+
     passes: dict[int, int] = {}
     kept: list[tuple[tuple[int, ...], float, int, str, object]] = []
     for profile in run.flushes:
@@ -357,8 +379,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
             ident = sample.labels.get("thread id")
             if ident in agent_idents:
                 continue
-            stack = tuple(builder.frame(f, file, line) for f, file, line in sample.stack
-                          if not _hidden(file))
+            stack = tuple(frame(*item) for item in sample.stack if not _hidden(item[1]))
             if not stack:
                 continue  # all the agent's own frames: its work, not the host's
             if profile_type in ("cpu", "block", "goroutine") and isinstance(ident, int):
@@ -368,6 +389,8 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
                          sample.labels.get("thread native id")))
     if profile_type == "cpu":
         kept = _scale_to_thread_clocks(kept, cpu, builder)
+    elif profile_type == "block":
+        kept = _leave_out_runqueue_waits(kept, cpu, int(elapsed * 1e9), builder)
     count_total = value_total = 0
     for stack, value, count, thread, _tid in kept:
         builder.add(stack, value, count, thread)
