@@ -20,6 +20,7 @@ from profiling_agent.profile_format import (  # noqa: F401 - re-exported
     FORMAT,
     MAX_FRAMES,
     MAX_INT64,
+    MAX_OVERHEAD_PERCENT,
     MAX_SAMPLES,
     MAX_STACK_DEPTH,
     PROFILE_TYPES,
@@ -71,6 +72,7 @@ class Profile:
     started_at: float = 0.0
     # Not in the analysis contract's field list, but part of the raw format: kept for round trips.
     instance: Mapping[str, Any] | None = field(default=None, compare=False)
+    overhead_percent: float | None = None  # the agent's CPU over the process's, when measured
 
     def __post_init__(self) -> None:
         # Accept lists from callers building profiles by hand; store immutable tuples.
@@ -127,6 +129,8 @@ class Profile:
         }
         if self.instance is not None:
             raw["instance"] = dict(self.instance)
+        if self.overhead_percent is not None:
+            raw["overheadPercent"] = self.overhead_percent
         return raw
 
 
@@ -355,6 +359,12 @@ def _parse_raw(raw: Any) -> Profile:
         if not isinstance(note, str):
             raise InvalidProfile(f"notes[{i}]: expected a string, got {_type_name(note)}")
 
+    overhead = raw.get("overheadPercent")
+    if overhead is not None and not (_is_number(overhead) and
+                                     0 <= overhead <= MAX_OVERHEAD_PERCENT):
+        raise InvalidProfile(f"overheadPercent: expected a number from 0 to "
+                             f"{MAX_OVERHEAD_PERCENT}, got {overhead!r}"[:300])
+
     instance = raw.get("instance")
     if instance is not None and not isinstance(instance, dict):
         raise InvalidProfile(f"instance: expected an object, got {_type_name(instance)}")
@@ -371,4 +381,5 @@ def _parse_raw(raw: Any) -> Profile:
         notes=tuple(notes),
         started_at=float(started_at),
         instance=instance,
+        overhead_percent=None if overhead is None else float(overhead),
     )

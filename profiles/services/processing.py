@@ -76,6 +76,7 @@ def profile_process_upload(*, profile_id) -> None:
     profile.duration_seconds = round(parsed.duration_seconds, 3)
     profile.top_functions = top_functions(parsed, limit=50)
     profile.notes = list(parsed.notes)
+    profile.overhead_percent = parsed.overhead_percent
     if raw.get("instance"):
         profile.instance = {**profile.instance, **raw["instance"]}
     profile.status = Status.COMPLETED

@@ -137,6 +137,20 @@ def test_upload_completes_the_run_with_top_functions(api_client, agent_client, e
 
 
 @pytest.mark.django_db
+def test_the_agents_measured_overhead_is_shown_with_the_result(api_client, agent_client, eager_celery, django_capture_on_commit_callbacks):
+    ids = [_start(api_client, durationSeconds=2).json()["id"] for _ in range(2)]
+    for profile_id, overhead in zip(ids, (0.42, None), strict=True):
+        _poll(agent_client)
+        raw = raw_cpu_profile() | ({} if overhead is None else {"overheadPercent": overhead})
+        with django_capture_on_commit_callbacks(execute=True):
+            agent_client.generic("POST", f"{BASE}/agent/runs/{profile_id}/upload", gzip_json(raw),
+                                 content_type="application/json", HTTP_CONTENT_ENCODING="gzip")
+    measured, unknown = (api_client.get(f"{BASE}/{profile_id}").json() for profile_id in ids)
+    assert measured["status"] == "completed" and measured["overheadPercent"] == 0.42
+    assert unknown["status"] == "completed" and unknown["overheadPercent"] is None
+
+
+@pytest.mark.django_db
 def test_malformed_upload_fails_the_run_with_the_reason(api_client, agent_client, eager_celery, django_capture_on_commit_callbacks):
     profile_id = _start(api_client, durationSeconds=2).json()["id"]
     _poll(agent_client)
