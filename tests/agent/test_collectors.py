@@ -738,7 +738,12 @@ def test_memory_and_alloc_see_the_main_thread_under_the_wrapper_and_small_object
 def _as_nobody() -> list[str]:
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run the program as an unprivileged user")
-    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    if subprocess.run([*command, sys.executable, "-c", "import profiling_agent"], cwd="/",
+                      env=dict(os.environ, PYTHONPATH=str(ROOT / "agent")),
+                      capture_output=True).returncode != 0:
+        pytest.skip(f"user nobody cannot run {sys.executable} (e.g. under root's home)")
+    return command
 
 
 @needs_in_process

@@ -98,6 +98,8 @@ def _import_ddtrace():
         "DD_PROFILING_TIMELINE_ENABLED": "false",
         "DD_PROFILING_EXCEPTION_ENABLED": "false",
         "DD_PROFILING_LOCK_ENABLED": "false",
+        # Python frames only, on every version (3.12+ would add C functions such as time.sleep)
+        "DD_PROFILING_STACK_NATIVE_FRAMES": "false",
         "DD_PROFILING_UPLOAD_INTERVAL": "86400",  # we flush ourselves
         "DD_PROFILING_MAX_FRAMES": str(_MAX_FRAMES),
         "DD_PROFILING_HEAP_SAMPLE_SIZE": str(alloc_sample_bytes()),

@@ -68,13 +68,19 @@ def loop(function) -> None:
         time.sleep(0.002)
 
 
-def shares(profile: dict, names: set[str]) -> dict[str, float]:
-    """Share of the named functions' total held by each (samples whose stack contains it)."""
+def totals(profile: dict, names: set[str]) -> dict[str, int]:
+    """Each named function's total (samples whose stack contains it)."""
     by_name = dict.fromkeys(names, 0)
     for sample in profile["samples"]:
         hit = {profile["frames"][i]["function"].rsplit(".", 1)[-1] for i in sample["stack"]}
         for name in hit & names:
             by_name[name] += sample["value"]
+    return by_name
+
+
+def shares(profile: dict, names: set[str]) -> dict[str, float]:
+    """Share of the named functions' total held by each."""
+    by_name = totals(profile, names)
     whole = sum(by_name.values()) or 1
     return {name: value / whole for name, value in by_name.items()}
 
@@ -90,6 +96,8 @@ def main() -> None:
         results[kind] = collectors.collect(kind, duration_seconds=args.duration,
                                            sample_rate=100, engine=args.engine)
 
+    # the sampler's one-time import and start are not the window's
+    collectors.collect("alloc", duration_seconds=0.2, sample_rate=100, engine=args.engine)
     workers = [threading.Thread(target=loop, args=(fn,), daemon=True)
                for fn in (side_leak, small_churn, big_churn)]
     agents = [threading.Thread(target=collect, args=(kind,), name=f"profiles-agent-{kind}")
@@ -111,6 +119,8 @@ def main() -> None:
         "measuredAllocated": {name: value / allocated_total
                               for name, value in ALLOCATED.items()},
         "profiledAllocated": shares(results["alloc"], set(ALLOCATED)),
+        "measuredAllocatedBytes": ALLOCATED,
+        "profiledAllocatedBytes": totals(results["alloc"], set(ALLOCATED)),
         "notes": results["memory"]["notes"] + results["alloc"]["notes"],
     }
     json.dump(out, sys.stdout)

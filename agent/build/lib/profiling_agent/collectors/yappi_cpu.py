@@ -1,0 +1,198 @@
+"""CPU profile with yappi: deterministic, CPU clock, exact call counts, approximate stacks.
+
+For hosts where py-spy cannot attach (no ptrace). yappi hooks every call and return and
+reads the thread's CPU clock each time -- a syscall -- so it slows call-heavy code several
+times (4.8-5.4x on the service-like workload of shared/PROFILERS.md); use it for short windows.
+Builtins are profiled (``builtins=True``): without them the C functions' own time vanishes
+from every function's self time and callbacks of C code (a generator consumed by ``sum``) turn
+into roots, so the totals no longer add up.
+
+yappi keeps no stacks, only per thread: each function's total/self time and call count, and
+per caller->callee edge the time spent in that callee when called from that caller. A tree is
+rebuilt from those edges top-down: a root is a function whose total time is not explained by
+its callers; a node that stands for a fraction q of its function's total time gets q of its
+self time and calls, and q of each outgoing edge becomes a child. When a function has several
+callers, its callees are split among them in proportion (the approximation). Direct recursion
+is folded (yappi already counts a recursive function's time once); a cycle back to a function
+already on the path is cut. Edges are matched by ``full_name`` (yappi's ``index`` is not
+stable across stats objects).
+
+yappi only sees calls made after it starts, so in a thread that was already inside its main
+loop every callee of that loop would be a root. The frames that were on a thread's stack both
+when the window opened and when it closed (the same frame objects) were its callers the whole
+time: they are put above that thread's roots, which gives the stacks the depth py-spy shows.
+yappi names methods ``Class.method`` and functions by ``co_name``; names are turned into
+qualified names from the source where it can be read, so the same function is the same frame
+whichever engine profiled it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from ._common import (
+    MAX_DEPTH,
+    CollectorError,
+    ProfileBuilder,
+    Window,
+    is_agent_thread,
+)
+from ._source import SourceResolver
+
+ENGINE = "yappi"
+_NS = 1e9
+_MIN_NODE_FRACTION = 1e-5  # subtrees under this share of the thread's time are not split
+_MAX_NODES_PER_THREAD = 20_000
+
+
+class _Func:
+    __slots__ = ("name", "file", "line", "ttot", "tsub", "ncall", "children")
+
+    def __init__(self, stat) -> None:
+        self.name = stat.name
+        self.file = stat.module or ""
+        self.line = stat.lineno or 0
+        self.ttot = float(stat.ttot)
+        self.tsub = float(stat.tsub)
+        self.ncall = int(stat.ncall)
+        self.children: dict[str, float] = {}
+
+
+def collect(*, profile_type: str, duration: float, rate: float, window: Window) -> dict:
+    try:
+        import yappi
+    except ImportError as exc:
+        raise CollectorError(f"yappi is not installed here ({exc}); pip install yappi") \
+            from None
+    if yappi.is_running():
+        raise CollectorError("yappi is already running in this process (started by the host)")
+    own = threading.get_ident()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    yappi.clear_stats()
+    yappi.set_clock_type("cpu")
+    at_start = _stacks(own)
+    try:
+        yappi.start(builtins=True, profile_threads=True)
+        window.start()
+        window.wait()
+    finally:
+        elapsed = window.elapsed
+        yappi.stop()
+    at_end = _stacks(own)
+    try:
+        names.update({t.ident: t.name for t in threading.enumerate()})
+        builder = ProfileBuilder(profile_type, ENGINE, rate)
+        resolver = SourceResolver()
+        calls = 0
+        for thread in yappi.get_thread_stats():
+            name = names.get(thread.tid) or f"{thread.name}-{thread.tid}"
+            if thread.tid == own or is_agent_thread(name):
+                continue
+            prefix = builder.code_stack_indices(
+                _common_prefix(at_start.get(thread.tid, []), at_end.get(thread.tid, [])))
+            funcs = _functions(yappi.get_func_stats(filter={"ctx_id": thread.id}), resolver)
+            calls += _build(funcs, builder, name, prefix)
+        builder.notes.append(
+            "yappi (deterministic, CPU clock): exact call counts (sample count = calls); "
+            "stacks are rebuilt from caller->callee edges and are approximate for functions "
+            "with several callers; the profiled program ran several times slower")
+        return builder.result(started_at=window.started_at, duration_seconds=elapsed,
+                              sample_count=calls)
+    finally:
+        yappi.clear_stats()
+
+
+def _stacks(own: int) -> dict[int, list]:
+    """Every other thread's frames, root first (the frame objects themselves)."""
+    out = {}
+    for ident, frame in sys._current_frames().items():
+        if ident == own:
+            continue
+        frames = []
+        while frame is not None and len(frames) < MAX_DEPTH:
+            frames.append(frame)
+            frame = frame.f_back
+        frames.reverse()
+        out[ident] = frames
+    return out
+
+
+def _common_prefix(start: list, end: list) -> tuple:
+    """Code objects of the frames that stayed on the stack through the window."""
+    codes = []
+    for before, after in zip(start, end, strict=False):
+        if before is not after:
+            break
+        codes.append(before.f_code)
+    return tuple(codes)
+
+
+def _functions(stats, resolver: SourceResolver) -> dict[str, _Func]:
+    funcs: dict[str, _Func] = {}
+    for stat in stats:
+        func = funcs.get(stat.full_name)
+        if func is None:
+            func = funcs[stat.full_name] = _Func(stat)
+            if func.file and func.line:
+                short = func.name.rsplit(".", 1)[-1]
+                qualname, first = resolver.resolve(short, func.file, func.line)
+                if first == func.line and qualname.endswith(short):
+                    func.name = qualname
+        for child in stat.children:
+            if child.full_name != stat.full_name:  # direct recursion: already in ttot
+                edges = funcs[stat.full_name].children
+                edges[child.full_name] = edges.get(child.full_name, 0.0) + float(child.ttot)
+    return funcs
+
+
+def _build(funcs: dict[str, _Func], builder: ProfileBuilder, thread: str,
+           prefix: tuple[int, ...]) -> int:
+    """Add one thread's rebuilt tree to ``builder``; returns the calls attributed."""
+    incoming: dict[str, float] = {}
+    for key, func in funcs.items():
+        for child, seconds in func.children.items():
+            if child in funcs and child != key:
+                incoming[child] = incoming.get(child, 0.0) + seconds
+    total = sum(func.tsub for func in funcs.values()) or 1.0
+    min_node = total * _MIN_NODE_FRACTION
+    budget = [_MAX_NODES_PER_THREAD]
+    frame_of: dict[str, int] = {}
+    calls = 0
+
+    def frame(key: str) -> int:
+        index = frame_of.get(key)
+        if index is None:
+            func = funcs[key]
+            index = frame_of[key] = builder.frame(func.name, func.file, func.line)
+        return index
+
+    # iterative depth-first walk: (function key, seconds this node stands for, path)
+    pending = []
+    for key, func in funcs.items():
+        root_seconds = func.ttot - incoming.get(key, 0.0)
+        if root_seconds > min_node:
+            pending.append((key, root_seconds, prefix + (frame(key),), frozenset((key,))))
+    while pending:
+        key, seconds, stack, on_path = pending.pop()
+        func = funcs[key]
+        share = min(1.0, seconds / func.ttot) if func.ttot > 0 else 0.0
+        self_seconds = share * func.tsub
+        children_seconds = 0.0
+        expand = seconds > min_node and len(stack) < MAX_DEPTH and budget[0] > 0
+        for child, edge in func.children.items():
+            if child not in funcs or child in on_path:
+                continue
+            child_seconds = share * edge
+            if expand:
+                budget[0] -= 1
+                pending.append((child, child_seconds, stack + (frame(child),),
+                                on_path | {child}))
+            else:
+                children_seconds += child_seconds
+        value = self_seconds + children_seconds  # unexpanded subtrees stay with this node
+        count = max(1, round(share * func.ncall))
+        calls += count
+        if value > 0:
+            builder.add(stack, value * _NS, count, thread)
+    return calls
