@@ -509,6 +509,21 @@ def test_an_on_demand_run_inside_a_longer_window_is_served_by_the_same_sampler()
     assert 0.15 < spin_short / spin_long < 0.6, (spin_short, spin_long)
 
 
+@needs_in_process
+def test_the_in_process_sampler_leaves_the_hosts_signal_handlers_alone():
+    import signal
+
+    def handler(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        collectors.collect("cpu", duration_seconds=0.3, sample_rate=100)  # from the main thread
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @needs_memray
 def test_exclusive_engines_refuse_naming_the_busy_one():
     results = collect_in_threads([

@@ -28,11 +28,13 @@ contract tests in tests/agent/test_collectors.py fail when a ddtrace release cha
 from __future__ import annotations
 
 import _thread
+import contextlib
 import glob
 import importlib.util
 import os
 import random
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -136,6 +138,22 @@ def _import_ddtrace():
     return Profiler, _stack, config
 
 
+@contextlib.contextmanager
+def _host_signal_handlers_kept():
+    """ddtrace, started from the main thread, wraps SIGTERM/SIGINT (and turns an ignored or
+    default SIGTERM into an exit): the host's handlers are the host's business, put them back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only change in the main thread: ddtrace leaves them
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None and signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
+
+
 class _Run:
     """What one collect() call gathers from the shared sampler's flushes."""
 
@@ -202,7 +220,8 @@ class _Session:
         config.output_pprof = os.path.join(self.folder, "profile")  # read at every start
         before = _overhead.task_ids()
         profiler = profiler_class(_memory_collector_enabled=memory)
-        profiler.start()
+        with _host_signal_handlers_kept():
+            profiler.start()
         self.native_tids = _overhead.task_ids() - before
         _overhead.register_native_threads(self.native_tids)
         self.profiler, self.with_memory = profiler, memory
