@@ -384,6 +384,43 @@ def test_goroutine_counts_every_thread_and_asyncio_task():
     assert task_leaves == {"sleep"}  # outermost coroutine first, asyncio.sleep innermost
 
 
+@needs_in_process
+def test_stack_sampler_goroutine_sees_every_thread_and_the_tasks_of_a_running_loop():
+    loop_ready = threading.Event()
+
+    def event_loop(stop: threading.Event) -> None:
+        async def pending_task() -> None:
+            await asyncio.sleep(60)
+
+        async def main() -> None:
+            tasks = [asyncio.ensure_future(pending_task()) for _ in range(3)]
+            loop_ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            for task in tasks:
+                task.cancel()
+
+        asyncio.run(main())
+
+    def idle(stop: threading.Event) -> None:
+        stop.wait()
+
+    names = ["idle-0", "idle-1", "loop"]
+    with running(idle, idle, event_loop, names=names):  # the loop runs before the sampler
+        assert loop_ready.wait(5)
+        profile = collectors.collect("goroutine", duration_seconds=2, sample_rate=100)
+    check_raw(profile, "goroutine", "stack-sampler")
+    per_thread: dict[str, int] = {}
+    for sample in profile["samples"]:
+        per_thread[sample["thread"]] = per_thread.get(sample["thread"], 0) + sample["count"]
+    assert per_thread["idle-0"] > 5 and per_thread["idle-1"] > 5, per_thread
+    assert "MainThread" not in per_thread
+    pending = [s for s in profile["samples"]
+               if any(profile["frames"][i]["function"].endswith("pending_task")
+                      for i in s["stack"])]
+    assert len({s["thread"] for s in pending}) == 3, per_thread  # one per pending task
+
+
 # --- cpu --------------------------------------------------------------------------------------
 
 

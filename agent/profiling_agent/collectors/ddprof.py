@@ -40,7 +40,7 @@ import threading
 from collections.abc import Iterable
 
 from ..profile_format import DEFAULT_ALLOC_SAMPLE_BYTES
-from . import _overhead, _pprof
+from . import _overhead, _pprof, threads
 from ._common import (
     CollectorError,
     ProfileBuilder,
@@ -154,6 +154,25 @@ def _host_signal_handlers_kept():
                 signal.signal(sig, handler)
 
 
+def _track_running_event_loops(_stack) -> None:
+    """ddtrace learns of an event loop when it starts running; loops already running when the
+    sampler (re)starts are found through their pending tasks, so their tasks are sampled."""
+    loops = {}
+    for task in threads.pending_tasks():
+        try:
+            loop = task.get_loop()
+            thread_id = getattr(loop, "_thread_id", None)  # set while the loop runs
+        except Exception:  # noqa: BLE001 - a foreign task-like object
+            continue
+        if thread_id is not None:
+            loops[id(loop)] = (thread_id, loop)
+    for thread_id, loop in loops.values():
+        try:
+            _stack.track_asyncio_loop(thread_id, loop)
+        except Exception:  # noqa: BLE001 - best effort: the threads are sampled regardless
+            pass
+
+
 class _Run:
     """What one collect() call gathers from the shared sampler's flushes."""
 
@@ -222,6 +241,7 @@ class _Session:
         profiler = profiler_class(_memory_collector_enabled=memory)
         with _host_signal_handlers_kept():
             profiler.start()
+        _track_running_event_loops(_stack)
         self.native_tids = _overhead.task_ids() - before
         _overhead.register_native_threads(self.native_tids)
         self.profiler, self.with_memory = profiler, memory
