@@ -1,7 +1,7 @@
 """Pieces every collector shares: the error type, the frame/sample table, the collection window.
 
 Nothing here imports Django or any third-party package: the collectors must load inside any
-Python 3.11+ program, and the optional engines (yappi, memray, py-spy) are imported lazily by
+Python 3.10+ program, and the optional engines (yappi, memray, py-spy) are imported lazily by
 their own modules so a missing one only disables that engine.
 """
 
@@ -77,6 +77,19 @@ def code_stack(frame: FrameType | None, limit: int = 4 * MAX_DEPTH) -> tuple[Cod
     return tuple(codes)
 
 
+_resolver = None
+
+
+def _qualnames():
+    """One source resolver for the process (3.10 only: its code objects have no qualname)."""
+    global _resolver
+    if _resolver is None:
+        from ._source import SourceResolver
+
+        _resolver = SourceResolver()
+    return _resolver
+
+
 class ProfileBuilder:
     """Interns frames and aggregates samples as they arrive.
 
@@ -123,7 +136,10 @@ class ProfileBuilder:
     def code_frame(self, code: CodeType) -> int:
         index = self._code_index.get(code)
         if index is None:
-            name = getattr(code, "co_qualname", code.co_name)
+            name = getattr(code, "co_qualname", None)  # 3.11+
+            if name is None:  # 3.10: the qualified name from the source, as other engines give
+                name = _qualnames().resolve(code.co_name, code.co_filename,
+                                            code.co_firstlineno)[0]
             index = self.frame(name, code.co_filename, code.co_firstlineno)
             self._code_index[code] = index
         return index
