@@ -1,24 +1,28 @@
-"""How much each profile type slows a service-like workload down.
+"""How much each profile type costs a service-like workload, in CPU and in wall time.
 
-    .venv/bin/python benchmarks/agent_overhead.py [--rounds 5] [--scale 1.0] [--only cpu,mutex]
+    .venv/bin/python benchmarks/agent_overhead.py [--rounds 5] [--scale 1.0] [--only cpu,all]
                                                   [--design]
 
 Every run is a fresh interpreter (``--child CONFIG``) doing the same fixed amount of work in
 six threads: recursive templating and fib (pure Python), json/re/sha256, allocation churn
 with a bounded cache, two threads contending a lock with ``with lock:``, and a thread of 1 ms
-sleeps. A profiled run starts the collector in an agent thread, gives it a second to attach,
-runs the workload, then stops the collector (``stop_event``); an unprofiled run waits the same
-second. The configurations are interleaved round by round (rotating order, the unprofiled run
-twice per round) so drifting machine load hits them alike. Each run is divided by the mean of
-its round's unprofiled runs, and the median of those paired ratios is printed, for wall time
-and for the process's CPU seconds over the workload. The agent's work after the window
-(reading memray's file, parsing py-spy's output, rebuilding yappi's stacks) and py-spy's own CPU
-(another process) are reported separately: they cost the host CPU but do not slow the work.
+sleeps. A profiled run starts its collectors (one agent thread per profile type) and gives them
+a second to start, runs the workload, then stops them (``stop_event``); an unprofiled run waits
+the same second. The configurations are interleaved round by round (rotating order, the
+unprofiled run twice per round) so drifting machine load hits them alike. Each run is divided by
+the mean of its round's unprofiled runs, and the median of those paired ratios is printed.
 
-With ``--design``, extra rows justify design choices: ``cpu-blocking`` (py-spy pausing the
-process per sample), ``memory-exact`` (memray with trace_python_allocators), ``mutex-idle``
-(lock wrapper installed but not recording: the price every process pays once the agent
-starts), ``memory-aggregated`` (memray's aggregated file format).
+CPU counts everything the profiler costs the host: the process's CPU seconds from the start of
+the workload until every collector has returned its profile (so the agent's processing after
+the window is in), plus the CPU of every child process (py-spy). ``all`` collects the six types
+at once with the default engines, as continuous profiling does; the exact engines (py-spy,
+yappi, memray) are printed beside the defaults.
+
+With ``--design``, extra rows justify design choices: ``cpu-pyspy-blocking`` (py-spy pausing
+the process per sample), ``memory-memray-exact`` (memray with trace_python_allocators),
+``mutex-idle`` (lock wrapper installed but not recording: the price every process pays once the
+agent starts), ``block-thread-sampler`` and ``goroutine-thread-sampler`` (the pure-Python
+samplers).
 
 Never fails: a configuration that errors is reported as such and the script exits 0.
 """
@@ -42,26 +46,35 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-# name -> (profile type or None, engine, collector module tweaks, install lock wrapper first)
-CONFIGS: dict[str, tuple[str | None, str | None, dict, bool]] = {
-    "unprofiled": (None, None, {}, False),
-    "cpu": ("cpu", "py-spy", {}, False),
-    "cpu-yappi": ("cpu", "yappi", {}, False),
-    "memory": ("memory", "memray", {}, False),
-    "alloc": ("alloc", "memray", {}, False),
-    "block": ("block", None, {}, False),
-    "mutex": ("mutex", None, {}, True),
-    "goroutine": ("goroutine", None, {}, False),
+DEFAULTS = [("cpu", None), ("memory", None), ("alloc", None), ("block", None),
+            ("mutex", None), ("goroutine", None)]
+# name -> ((profile type, engine) collected at once, collector module tweaks, install lock wrapper)
+CONFIGS: dict[str, tuple[list[tuple[str, str | None]], dict, bool]] = {
+    "unprofiled": ([], {}, False),
+    "all": (DEFAULTS, {}, True),
+    "cpu": ([("cpu", None)], {}, False),
+    "memory": ([("memory", None)], {}, False),
+    "alloc": ([("alloc", None)], {}, False),
+    "block": ([("block", None)], {}, False),
+    "mutex": ([("mutex", None)], {}, True),
+    "goroutine": ([("goroutine", None)], {}, False),
+    "cpu-pyspy": ([("cpu", "py-spy")], {}, False),
+    "cpu-yappi": ([("cpu", "yappi")], {}, False),
+    "memory-memray": ([("memory", "memray")], {}, False),
+    "alloc-memray": ([("alloc", "memray")], {}, False),
 }
-DESIGN_CONFIGS: dict[str, tuple[str | None, str | None, dict, bool]] = {
-    "cpu-blocking": ("cpu", "py-spy", {"pyspy.BLOCKING": True}, False),
-    "memory-exact": ("memory", "memray", {"memray_mem.TRACE_PYTHON_ALLOCATORS": True}, False),
-    "memory-aggregated": ("memory", "memray", {"memray_mem.AGGREGATED": True}, False),
-    "mutex-idle": (None, None, {}, True),
+DESIGN_CONFIGS: dict[str, tuple[list[tuple[str, str | None]], dict, bool]] = {
+    "cpu-pyspy-blocking": ([("cpu", "py-spy")], {"pyspy.BLOCKING": True}, False),
+    "memory-memray-exact": ([("memory", "memray")],
+                            {"memray_mem.TRACE_PYTHON_ALLOCATORS": True}, False),
+    "mutex-idle": ([], {}, True),
+    "block-thread-sampler": ([("block", "thread-sampler")], {}, False),
+    "goroutine-thread-sampler": ([("goroutine", "thread-sampler")], {}, False),
 }
 ALL_CONFIGS = CONFIGS | DESIGN_CONFIGS
-TARGETS = {"cpu": 1.03, "block": 1.05, "goroutine": 1.05, "mutex": 1.3, "memory": 1.5,
-           "alloc": 1.5}
+# the issue's targets (CPU ratios); the exact engines have none
+TARGETS = {"all": 1.05, "cpu": 1.02, "memory": 1.15, "alloc": 1.15, "mutex": 1.1,
+           "block": 1.02, "goroutine": 1.02}
 BASELINE = "unprofiled"
 # yappi slows this workload ~10x: it does a quarter of the work and its times are scaled up
 # (the work is a fixed number of iterations, so time grows linearly with it)
@@ -152,7 +165,8 @@ def workload(scale: float) -> None:
 def child(config: str, scale: float) -> dict:
     from profiling_agent import collectors
 
-    profile_type, engine, tweaks, install_locks = ALL_CONFIGS[config]
+    runs, tweaks, install_locks = ALL_CONFIGS[config]
+    collectors.available_engines()  # as the agent does when it starts (loads the sampler)
     for dotted, value in tweaks.items():
         module_name, attr = dotted.split(".")
         module = __import__(f"profiling_agent.collectors.{module_name}", fromlist=[attr])
@@ -160,33 +174,33 @@ def child(config: str, scale: float) -> dict:
     if install_locks:
         collectors.install_lock_profiler()
     stop = threading.Event()
-    outcome: dict = {}
+    outcome: dict = {"overheadPercent": []}
 
-    def agent() -> None:
-        cpu_before = time.thread_time()
+    def agent(profile_type: str, engine: str | None) -> None:
         try:
             profile = collectors.collect(profile_type, duration_seconds=600,
                                          sample_rate=SAMPLE_RATE, engine=engine, stop_event=stop)
-            outcome["samples"] = len(profile["samples"])
+            if profile.get("overheadPercent") is not None:
+                outcome["overheadPercent"].append(profile["overheadPercent"])
         except collectors.CollectorError as exc:
-            outcome["error"] = exc.reason
-        outcome["agentCpu"] = time.thread_time() - cpu_before
+            outcome["error"] = f"{profile_type}: {exc.reason}"
 
-    agent_thread = None
-    if profile_type is not None:
-        agent_thread = threading.Thread(target=agent, name="profiles-agent-bench", daemon=True)
-        agent_thread.start()
+    agents = [threading.Thread(target=agent, args=run, name=f"profiles-agent-{run[0]}",
+                               daemon=True) for run in runs]
+    for thread in agents:
+        thread.start()
     time.sleep(ATTACH_SECONDS)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     workload(scale)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    wall, work_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     stop.set()
-    after0 = time.process_time()
-    if agent_thread is not None:
-        agent_thread.join(300)
+    for thread in agents:
+        thread.join(300)
+    after = time.process_time() - cpu0 - work_cpu
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall": wall, "cpu": cpu, "afterCpu": time.process_time() - after0,
-            "childCpu": children.ru_utime + children.ru_stime, **outcome}
+    child_cpu = children.ru_utime + children.ru_stime
+    return {"wall": wall, "cpu": work_cpu + after + child_cpu, "afterCpu": after,
+            "childCpu": child_cpu, **outcome}
 
 
 def run_child(config: str, scale: float) -> dict:
@@ -253,6 +267,11 @@ def main() -> None:
         values = [r[key] for r in runs[config] if "error" not in r and key in r]
         return statistics.median(values) if values else None
 
+    def reported(config: str) -> str:
+        """Median of the overheadPercent the profiles themselves reported (max over types)."""
+        values = [max(r["overheadPercent"]) for r in runs[config] if r.get("overheadPercent")]
+        return f"{statistics.median(values):.1f}" if values else "-"
+
     def quartiles(values: list[float]) -> tuple[float, float]:
         if len(values) < 2:
             return values[0], values[0]
@@ -261,7 +280,7 @@ def main() -> None:
 
     print()
     print(f"{'configuration':<18} {'wall':>6} {'(quartiles)':>12} {'cpu':>6} {'(quartiles)':>12} "
-          f"{'target':>7}  {'agent cpu s':>11} {'after window':>12} {'py-spy cpu s':>12}  verdict")
+          f"{'target':>7}  {'overhead%':>9} {'after window':>12} {'child cpu s':>11}  verdict")
     print(f"{BASELINE:<18} {median(BASELINE, 'wall') or 0:>5.2f}s {'':>12} "
           f"{median(BASELINE, 'cpu') or 0:>5.2f}s")
     for config in wanted:
@@ -275,9 +294,9 @@ def main() -> None:
         target = TARGETS.get(config)
         verdict = ""
         if target:
-            if max(wall_q[1], cpu_q[1]) <= target:
+            if cpu_q[1] <= target:
                 verdict = "meets target"
-            elif min(wall_q[0], cpu_q[0]) > target:
+            elif cpu_q[0] > target:
                 verdict = "OVER target"
             else:
                 verdict = "not resolvable: target inside the quartiles"
@@ -285,12 +304,13 @@ def main() -> None:
             verdict = f"{len(errors)} failed run(s): {errors[0][:80]}"
         print(f"{config:<18} {wall:>5.2f}x {f'{wall_q[0]:.2f}-{wall_q[1]:.2f}':>12} {cpu:>5.2f}x "
               f"{f'{cpu_q[0]:.2f}-{cpu_q[1]:.2f}':>12} "
-              f"{(f'<={target:.2f}' if target else ''):>7}  {median(config, 'agentCpu') or 0:>11.2f}"
-              f" {median(config, 'afterCpu') or 0:>12.2f} {median(config, 'childCpu') or 0:>12.2f}"
+              f"{(f'<={target:.2f}' if target else ''):>7}  {reported(config):>9}"
+              f" {median(config, 'afterCpu') or 0:>12.2f} {median(config, 'childCpu') or 0:>11.2f}"
               f"  {verdict}")
     print("\nratios: medians over rounds of run / mean of the same round's unprofiled runs; "
-          "agent cpu = the collecting thread's CPU over the whole run; after window = process "
-          "CPU after the workload (reading/parsing results); py-spy cpu = the external sampler.")
+          "cpu = process CPU from the workload's start until every profile is built, plus child "
+          "processes; overhead% = what the profiles reported (overheadPercent); after window = "
+          "process CPU after the workload (building the profiles); child cpu = py-spy.")
     base_walls = [r["wall"] for r in runs[BASELINE] if "wall" in r]
     if len(base_walls) > 1:
         spread = statistics.pstdev(base_walls) / statistics.mean(base_walls) * 100

@@ -2,14 +2,23 @@
 
 Each mode makes one function clearly dominant for one profile type; `service` mixes them all,
 like a web service: CPU-heavy rendering, JSON/hashing, allocation churn, a contended lock, idle threads.
+Every loop pauses between calls so that the demo leaves most of a core free (the machine it runs
+on also runs the platform), and the memory hot spot leaks at a steady rate forever while its
+live size stays bounded: every memory profile, at any time, shows it.
 """
 
 import hashlib
 import json
 import threading
 import time
+from collections import deque
 
-_hoard: list[bytearray] = []
+# The leak: a ring of chunks, the oldest dropped once the ring holds this much. At the demo's
+# rates (1.25 MB/s in `service`, 5 MB/s in `memory`) a chunk lives 25-100 s.
+HOARD_LIMIT_BYTES = 128 * 1024 * 1024
+_hoard: deque[bytearray] = deque()
+_hoard_bytes = 0
+_hoard_lock = threading.Lock()
 
 
 def burn_cpu(n: int = 22) -> int:
@@ -25,9 +34,14 @@ def hash_and_encode(rounds: int = 50) -> str:
 
 
 def hoard(chunk_bytes: int = 256 * 1024) -> None:
-    """Keeps what it allocates alive: the memory (growth) hot spot. Capped at ~256 MB."""
-    if len(_hoard) < 1000:
-        _hoard.append(bytearray(chunk_bytes))
+    """Keeps what it allocates alive: the memory (growth) hot spot, bounded by HOARD_LIMIT_BYTES."""
+    global _hoard_bytes
+    chunk = bytearray(chunk_bytes)
+    with _hoard_lock:
+        _hoard.append(chunk)
+        _hoard_bytes += chunk_bytes
+        while _hoard_bytes > HOARD_LIMIT_BYTES:
+            _hoard_bytes -= len(_hoard.popleft())
 
 
 def churn(rounds: int = 200) -> int:
@@ -76,11 +90,11 @@ def run(mode: str, stop: threading.Event) -> list[threading.Thread]:
     # (thread name, function, its arguments, pause between calls)
     plans: list[tuple[str, object, tuple, float]] = []
     if every or mode == "cpu":
-        plans += [("cpu-burner", burn_cpu, (), 0.0), ("encoder", hash_and_encode, (20,), 0.01)]
+        plans += [("cpu-burner", burn_cpu, (), 0.03), ("encoder", hash_and_encode, (20,), 0.05)]
     if every or mode == "memory":
         plans += [("hoarder", hoard, (64 * 1024 if every else 256 * 1024,), 0.05)]
     if every or mode == "alloc":
-        plans += [("churner", churn, (200,), 0.001)]
+        plans += [("churner", churn, (100,), 0.02)]
     if every or mode == "mutex":
         # Created here, after the agent started: the lock profiler sees only locks made after it.
         lock = threading.Lock()

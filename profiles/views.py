@@ -140,6 +140,8 @@ def _summary(profile: ProfileResult) -> list[tuple[str, str]]:
             ("Total", format_value(profile.total_value, unit)),
             ("Normalized", format_normalized(profile.normalized_total, profile.profile_type, unit)),
             ("Stored", format_value(profile.size_bytes, "bytes")),
+            ("Profiler overhead", "unknown" if profile.overhead_percent is None
+             else f"{profile.overhead_percent:.2f} % of the process's CPU"),
         ]
     instance = profile.instance or {}
     if instance.get("host") or instance.get("pid"):

@@ -19,16 +19,27 @@ UNIT_BY_TYPE: dict[str, str] = {
 PROFILE_TYPES: tuple[str, ...] = tuple(UNIT_BY_TYPE)
 
 #: Engines per type; the first one is what a run gets when it names none.
+#: stack-sampler and alloc-sampler are the in-process samplers (collectors/ddprof.py);
+#: py-spy, yappi and memray are the exact engines a request can choose.
 ENGINES_BY_TYPE: dict[str, tuple[str, ...]] = {
-    "cpu": ("py-spy", "yappi"),
-    "memory": ("memray",),
-    "alloc": ("memray",),
-    "block": ("thread-sampler",),
+    "cpu": ("stack-sampler", "py-spy", "yappi"),
+    "memory": ("alloc-sampler", "memray"),
+    "alloc": ("alloc-sampler", "memray"),
+    "block": ("stack-sampler", "thread-sampler"),
     "mutex": ("lock-wrapper",),
-    "goroutine": ("thread-sampler",),
+    "goroutine": ("stack-sampler", "thread-sampler"),
 }
 DEFAULT_ENGINES: dict[str, str] = {kind: engines[0] for kind, engines in ENGINES_BY_TYPE.items()}
 ENGINES: frozenset[str] = frozenset(e for engines in ENGINES_BY_TYPE.values() for e in engines)
+
+#: Engines that install the per-thread profile hook: one of them at a time per process.
+EXCLUSIVE_ENGINES: frozenset[str] = frozenset({"yappi", "memray"})
+
+#: Mean bytes between two sampled allocations (alloc-sampler); PROFILING_ALLOC_SAMPLE_BYTES.
+DEFAULT_ALLOC_SAMPLE_BYTES = 512 * 1024
+
+#: The agent's CPU over the process's CPU in the window, percent: what "overheadPercent" holds.
+MAX_OVERHEAD_PERCENT = 10_000
 
 #: Engines that slow the host several-fold: the server caps their windows (seconds).
 HEAVY_ENGINE_MAX_SECONDS: dict[str, int] = {"yappi": 300, "memray": 300}

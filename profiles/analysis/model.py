@@ -22,6 +22,7 @@ from profiling_agent.profile_format import (  # noqa: F401 - re-exported
     MAX_FRAMES,
     MAX_INT32,
     MAX_INT64,
+    MAX_OVERHEAD_PERCENT,
     MAX_SAMPLES,
     MAX_STACK_DEPTH,
     MAX_STACK_ENTRIES,
@@ -75,6 +76,7 @@ class Profile:
     started_at: float = 0.0
     # Not in the analysis contract's field list, but part of the raw format: kept for round trips.
     instance: Mapping[str, Any] | None = field(default=None, compare=False)
+    overhead_percent: float | None = None  # the agent's CPU over the process's, when measured
 
     def __post_init__(self) -> None:
         # Accept lists from callers building profiles by hand; store immutable tuples.
@@ -131,6 +133,8 @@ class Profile:
         }
         if self.instance is not None:
             raw["instance"] = dict(self.instance)
+        if self.overhead_percent is not None:
+            raw["overheadPercent"] = self.overhead_percent
         return raw
 
 
@@ -463,6 +467,12 @@ def _parse_raw(raw: Any) -> Profile:
             raise InvalidProfile(f"notes[{i}]: expected a string, got {_type_name(note)}")
         _clean_text(note, f"notes[{i}]")
 
+    overhead = raw.get("overheadPercent")
+    if overhead is not None and not (_is_number(overhead) and
+                                     0 <= overhead <= MAX_OVERHEAD_PERCENT):
+        raise InvalidProfile(f"overheadPercent: expected a number from 0 to "
+                             f"{MAX_OVERHEAD_PERCENT}, got {overhead!r}"[:300])
+
     instance = raw.get("instance")
     if instance is not None:
         if not isinstance(instance, dict):
@@ -481,4 +491,5 @@ def _parse_raw(raw: Any) -> Profile:
         notes=tuple(notes),
         started_at=float(started_at),
         instance=instance,
+        overhead_percent=None if overhead is None else float(overhead),
     )

@@ -61,6 +61,7 @@ class ProfileResultSerializer(ProfileSummaryFields):
     topFunctions = TopFunctionSerializer(source="top_functions", many=True)
     flameGraphUrl = serializers.SerializerMethodField()
     sizeBytes = serializers.IntegerField(source="size_bytes")
+    overheadPercent = serializers.FloatField(source="overhead_percent", allow_null=True)
 
     class Meta:
         model = ProfileResult
@@ -68,7 +69,7 @@ class ProfileResultSerializer(ProfileSummaryFields):
             "id", "service", "profileType", "status", "startedAt", "completedAt", "durationSeconds",
             "sampleCount", "topFunctions", "flameGraphUrl",
             "sampleRate", "unit", "totalValue", "engine", "phase", "progress", "error", "continuous",
-            "instance", "notes", "sizeBytes",
+            "instance", "notes", "sizeBytes", "overheadPercent",
         ]
         read_only_fields = fields
 

@@ -220,6 +220,7 @@ def _process(profile: ProfileResult) -> None:
         duration_seconds=round(parsed.duration_seconds, 3),
         top_functions=top_functions(parsed, limit=50),
         notes=list(parsed.notes),
+        overhead_percent=parsed.overhead_percent,
         instance={**profile.instance, **(parsed.instance or {})},
         status=Status.COMPLETED,
         phase=Phase.DONE,

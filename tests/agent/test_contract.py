@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 from profiling_agent import start
 from profiling_agent.client import AgentClient, ConflictError, NotFoundError
+from profiling_agent.profile_format import DEFAULT_ENGINES, ENGINES_BY_TYPE
 
 from profiles import services
 from profiles.models import AgentInstance, ProfileResult
@@ -19,7 +20,7 @@ from tests.profiles.samples import raw_cpu_profile
 
 from .test_runtime import FakeCollector
 
-ENGINES = {"cpu": ["py-spy"], "block": ["thread-sampler"]}
+ENGINES = {kind: list(ENGINES_BY_TYPE[kind]) for kind in ("cpu", "block")}
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_poll_records_the_instance_and_claims_with_a_lease(platform):
     client = _client(live_server, tenant)
     result = client.poll("svc", _instance(), [])
     [assignment] = result.runs
-    assert assignment.id == str(run.pk) and assignment.profile_type == "cpu" and assignment.engine == "py-spy"
+    assert assignment.id == str(run.pk) and assignment.profile_type == "cpu" and assignment.engine == DEFAULT_ENGINES["cpu"]
     assert assignment.lease and assignment.deadline - assignment.start_at == 2 + 300
     assert client.poll("svc", _instance("contract-2", pid=8), []).runs == []  # claimed once
     instance = AgentInstance.objects.get(instance_id="contract-1")

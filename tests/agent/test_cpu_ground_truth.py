@@ -4,10 +4,9 @@ tests/agent/programs/cpu_ground_truth.py runs pure-Python functions (two alterna
 thread), C code that releases the GIL (sha256, zlib) and C code that keeps it (json) in
 parallel threads plus a mostly sleeping thread, times every call with ``time.thread_time()``,
 and profiles itself with ``collect("cpu", ...)`` for 4 s. Each function's share of the
-profile (self + children) must be within 5 points of its share of the measured CPU time.
-
-The machine these tests run on is shared and its load changes from second to second; a run
-that misses by a little is repeated once, and the failure message shows both attempts.
+profile (self + children) must be within 3 points of its share of the measured CPU time
+(5 points with two CPU-bound processes beside it on the same cores). One attempt each: a
+sampler that is right only some of the time is wrong.
 """
 
 from __future__ import annotations
@@ -19,23 +18,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from profiling_agent.collectors import ddprof
 
 PROGRAM = Path(__file__).parent / "programs" / "cpu_ground_truth.py"
 ROOT = Path(__file__).resolve().parents[2]
-TOLERANCE = 0.05
+
+needs_in_process = pytest.mark.skipif(not ddprof.available(),
+                                      reason="the in-process sampler's extra is not installed")
 
 
 def run_program(*args: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "agent"))
     proc = subprocess.run([sys.executable, str(PROGRAM), "--duration", "4", *args],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def worst_error(result: dict) -> float:
-    return max(abs(result["profiled"][name] - result["measured"][name])
-               for name in result["measured"])
 
 
 def describe(result: dict) -> str:
@@ -45,25 +42,44 @@ def describe(result: dict) -> str:
         profiled = result["profiled"][name]
         lines.append(f"  {name:<13} measured {measured:6.1%}  profiled {profiled:6.1%}  "
                      f"({(profiled - measured) * 100:+.1f} points)")
-    return "\n".join(lines)
+    return "\n".join(lines + result["notes"])
 
 
-def test_cpu_profile_shares_match_measured_cpu_time():
-    attempts = []
-    for _ in range(2):
-        result = run_program()
-        if result["error"] and "ptrace" in result["error"].lower():
-            pytest.skip(f"py-spy cannot attach here: {result['error']}")
-        assert result["error"] is None, result["error"]
-        attempts.append(result)
-        if worst_error(result) <= TOLERANCE:
-            break
-    result = attempts[-1]
-    report = "\n".join(describe(r) for r in attempts)
-    assert worst_error(result) <= TOLERANCE, report
+def assert_matches_truth(result: dict, tolerance: float) -> None:
+    assert result["error"] is None, result["error"]
+    report = describe(result)
+    for name, measured in result["measured"].items():
+        assert abs(result["profiled"][name] - measured) <= tolerance, report
     # every function the program spends CPU in is present, C code that releases the GIL too
     for name in ("py_recursive", "py_loops", "c_sha256", "c_zlib", "c_json"):
         assert result["profiled"][name] > 0.01, report
     # the profile's total is real CPU time, not samples x interval
-    assert 0.5 < result["profileSeconds"] / result["onCpuSeconds"] < 1.2, report
+    assert 0.7 < result["profileSeconds"] / result["onCpuSeconds"] < 1.2, report
     print(report)
+
+
+@pytest.fixture
+def two_cpu_hogs():
+    hog = "while True: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2)]
+    yield
+    for proc in procs:
+        proc.kill()
+        proc.wait(10)
+
+
+@needs_in_process
+def test_in_process_cpu_shares_match_measured_cpu_time():
+    assert_matches_truth(run_program("--engine", "stack-sampler"), 0.03)
+
+
+@needs_in_process
+def test_in_process_cpu_shares_hold_beside_two_cpu_bound_processes(two_cpu_hogs):
+    assert_matches_truth(run_program("--engine", "stack-sampler"), 0.05)
+
+
+def test_pyspy_cpu_shares_match_measured_cpu_time():
+    result = run_program("--engine", "py-spy")
+    if result["error"] and "ptrace" in result["error"].lower():
+        pytest.skip(f"py-spy cannot attach here: {result['error']}")
+    assert_matches_truth(result, 0.05)

@@ -284,3 +284,18 @@ def test_from_raw_accepts_non_ascii_names():
 
     assert profile.frames[0].function == "größe_berechnen"
     assert profile.samples[0].thread == "工作线程"
+
+
+@pytest.mark.parametrize("value", [0, 1.25, 10_000])
+def test_overhead_percent_is_parsed_and_round_trips(value):
+    raw = raw_profile() | {"overheadPercent": value}
+    profile = Profile.from_raw(raw)
+    assert profile.overhead_percent == value
+    assert Profile.from_raw(profile.to_raw()).overhead_percent == value
+    assert Profile.from_raw(raw_profile()).overhead_percent is None  # optional
+
+
+@pytest.mark.parametrize("value", [-0.5, 10_000.5, "3", True, float("nan")])
+def test_overhead_percent_out_of_range_is_refused_with_its_name(value):
+    with pytest.raises(InvalidProfile, match="overheadPercent"):
+        Profile.from_raw(raw_profile() | {"overheadPercent": value})

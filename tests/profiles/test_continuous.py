@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings as django_settings
 from django.db import IntegrityError, transaction
+from profiling_agent.profile_format import ENGINES_BY_TYPE
 
 from profiles import services, tasks
 from profiles.models import ContinuousProfile, ProfileResult
@@ -16,7 +17,7 @@ CONFIG = {"service": "ai-service", "profileTypes": ["cpu", "memory"]}
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 POLL = {
     "service": "ai-service",
-    "instance": {"id": "inst-1", "engines": {"cpu": ["py-spy"], "memory": ["memray"]}},
+    "instance": {"id": "inst-1", "engines": {kind: list(e) for kind, e in ENGINES_BY_TYPE.items()}},
 }
 
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from profiling_agent.profile_format import ENGINES_BY_TYPE
 
 from profiles import services
 from profiles.models import AgentInstance
@@ -11,7 +12,7 @@ from profiles.models import AgentInstance
 from .samples import completed_profile, raw_cpu_profile
 
 BASE = "/api/v1/observability/profiling"
-ENGINES = {"cpu": ["py-spy"], "block": ["thread-sampler"]}
+ENGINES = {kind: list(ENGINES_BY_TYPE[kind]) for kind in ("cpu", "block")}
 
 
 def _poll(client, service, instance_id, pid, collecting=()):

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from profiling_agent.profile_format import DEFAULT_ENGINES
 
 from profiles import services
 from profiles.models import ENGINES_BY_TYPE, ProfileResult
@@ -122,7 +123,7 @@ def test_poll_claims_the_run_exactly_once_with_a_lease_and_the_servers_deadline(
     second = _poll(agent_client, pid=2).json()
     [run] = first["runs"]
     assert second["runs"] == []
-    assert run["id"] == profile_id and run["profileType"] == "cpu" and run["engine"] == "py-spy"
+    assert run["id"] == profile_id and run["profileType"] == "cpu" and run["engine"] == DEFAULT_ENGINES["cpu"]
     assert run["durationSeconds"] == 5 and run["sampleRate"] == 100 and run["lease"]
     assert run["deadline"] - run["startAt"] == 5 + settings.PROFILING_UPLOAD_GRACE_SECONDS
     stored = ProfileResult.objects.get(pk=profile_id)
@@ -156,8 +157,8 @@ def test_runs_go_only_to_an_instance_that_lists_their_engine(api_client, agent_c
 def test_several_runs_at_once_but_exclusive_engines_one_at_a_time(api_client, agent_client):
     for kind in ("cpu", "block", "goroutine", "mutex"):
         _start(api_client, profileType=kind, durationSeconds=5)
-    _start(api_client, profileType="memory", durationSeconds=5)  # memray
-    _start(api_client, profileType="alloc", durationSeconds=5)  # memray as well
+    _start(api_client, profileType="memory", engine="memray", durationSeconds=5)
+    _start(api_client, profileType="alloc", engine="memray", durationSeconds=5)
     runs = _poll(agent_client).json()["runs"]
     kinds = sorted(r["profileType"] for r in runs)
     assert kinds[:4] == ["block", "cpu", "goroutine", "mutex"] or set(kinds) >= {"block", "cpu", "goroutine", "mutex"}
@@ -202,7 +203,7 @@ def test_starting_without_a_live_agent_warns_and_with_one_does_not(api_client, a
 @pytest.mark.django_db
 def test_a_run_no_live_agent_can_collect_fails_at_once(api_client, agent_client):
     _poll(agent_client, engines={"cpu": ["py-spy"], "memory": []})
-    response = _start(api_client, profileType="memory", durationSeconds=5)
+    response = _start(api_client, profileType="memory", engine="memray", durationSeconds=5)
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "failed"
@@ -210,7 +211,7 @@ def test_a_run_no_live_agent_can_collect_fails_at_once(api_client, agent_client)
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("engine, profile_type", [("yappi", "cpu"), ("", "memory")])
+@pytest.mark.parametrize("engine, profile_type", [("yappi", "cpu"), ("memray", "memory")])
 def test_heavy_engines_are_capped(api_client, engine, profile_type):
     response = _start(api_client, profileType=profile_type, engine=engine, durationSeconds=301)
     assert response.status_code == 400
@@ -232,6 +233,21 @@ def test_upload_completes_the_run_with_top_functions(api_client, agent_client, e
     assert body["sampleCount"] > 0
     assert body["topFunctions"][0]["function"] == "hot"
     assert body["flameGraphUrl"]
+
+
+@pytest.mark.django_db
+def test_the_agents_measured_overhead_is_shown_with_the_result(api_client, agent_client, eager_celery, django_capture_on_commit_callbacks):
+    ids = []
+    for overhead in (0.42, None):
+        profile_id = _start(api_client, durationSeconds=2).json()["id"]
+        ids.append(profile_id)
+        _, lease = _claim(agent_client)
+        raw = raw_cpu_profile() | ({} if overhead is None else {"overheadPercent": overhead})
+        with django_capture_on_commit_callbacks(execute=True):
+            _agent_post(agent_client, profile_id, "upload", lease, gzip_json(raw))
+    measured, unknown = (api_client.get(f"{BASE}/{profile_id}").json() for profile_id in ids)
+    assert measured["status"] == "completed" and measured["overheadPercent"] == 0.42
+    assert unknown["status"] == "completed" and unknown["overheadPercent"] is None
 
 
 @pytest.mark.django_db
@@ -322,8 +338,8 @@ def test_fail_after_an_accepted_upload_is_409_and_the_upload_stands(api_client, 
 @pytest.mark.django_db
 def test_reaper_tells_why_a_run_was_not_claimed(api_client, agent_client, tenant, settings):
     nobody = _start(api_client, service="nobody-home").json()["id"]
-    busy = _start(api_client, profileType="memory", durationSeconds=5).json()["id"]
-    other_memray = _start(api_client, profileType="alloc", durationSeconds=5).json()["id"]
+    busy = _start(api_client, profileType="memory", engine="memray", durationSeconds=5).json()["id"]
+    other_memray = _start(api_client, profileType="alloc", engine="memray", durationSeconds=5).json()["id"]
     [claimed] = [r for r in _poll(agent_client).json()["runs"] if r["engine"] == "memray"]
     _poll(agent_client, collecting=[{"runId": claimed["id"], "profileType": claimed["profileType"], "engine": "memray"}])
     waiting = other_memray if claimed["id"] == busy else busy
@@ -341,7 +357,7 @@ def test_reaper_tells_why_a_run_was_not_claimed(api_client, agent_client, tenant
 
 @pytest.mark.django_db
 def test_reaper_names_the_last_poll_of_a_service_whose_agents_went_away(api_client, agent_client, settings):
-    _poll(agent_client, engines={"cpu": ["py-spy"]})
+    _poll(agent_client, engines={"cpu": ENGINES["cpu"]})
     stale = timezone.now() + timedelta(seconds=settings.PROFILING_AGENT_LIVE_SECONDS + 1)
     profile = services.profile_start(
         tenant=ProfileResult._meta.get_field("tenant").related_model.objects.get(external_id="550e8400"),

@@ -209,6 +209,13 @@ def test_detail_shows_summary_top_functions_and_an_interactive_flame_graph(membe
     assert reverse("flamegraph-shared", args=[flamegraph_token(mine.pk)]).encode() in html
 
 
+def test_detail_shows_the_profilers_measured_overhead(member_client, mine):
+    assert b"<dt>Profiler overhead</dt><dd>unknown</dd>" in member_client.get(page(mine.pk)).content
+    ProfileResult.objects.filter(pk=mine.pk).update(overhead_percent=0.42)
+    html = member_client.get(page(mine.pk)).content
+    assert b"<dt>Profiler overhead</dt><dd>0.42 % of the process&#x27;s CPU</dd>" in html
+
+
 def test_detail_of_a_failed_run_says_why(member_client, tenant):
     run = services.profile_start(tenant=tenant.tenant, service="ai-service", profile_type="cpu", duration_seconds=10)
     services.profile_fail(profile=run, error="no agent of service ai-service claimed the run within 30 s")

@@ -1,13 +1,14 @@
 """Pieces every collector shares: the error type, the frame/sample table, the collection window.
 
 Nothing here imports Django or any third-party package: the collectors must load inside any
-Python 3.11+ program, and the optional engines (yappi, memray, py-spy) are imported lazily by
+Python 3.10+ program, and the optional engines (yappi, memray, py-spy) are imported lazily by
 their own modules so a missing one only disables that engine.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -76,6 +77,19 @@ def code_stack(frame: FrameType | None, limit: int = 4 * MAX_DEPTH) -> tuple[Cod
     return tuple(codes)
 
 
+_resolver = None
+
+
+def _qualnames():
+    """One source resolver for the process (3.10 only: its code objects have no qualname)."""
+    global _resolver
+    if _resolver is None:
+        from ._source import SourceResolver
+
+        _resolver = SourceResolver()
+    return _resolver
+
+
 class ProfileBuilder:
     """Interns frames and aggregates samples as they arrive.
 
@@ -122,7 +136,10 @@ class ProfileBuilder:
     def code_frame(self, code: CodeType) -> int:
         index = self._code_index.get(code)
         if index is None:
-            name = getattr(code, "co_qualname", code.co_name)
+            name = getattr(code, "co_qualname", None)  # 3.11+
+            if name is None:  # 3.10: the qualified name from the source, as other engines give
+                name = _qualnames().resolve(code.co_name, code.co_filename,
+                                            code.co_firstlineno)[0]
             index = self.frame(name, code.co_filename, code.co_firstlineno)
             self._code_index[code] = index
         return index
@@ -183,6 +200,56 @@ class ProfileBuilder:
             "samples": samples,
             "notes": notes,
         }
+
+
+class ThreadCpu:
+    """CPU nanoseconds (and run-queue wait: runnable, waiting for a core) per native thread id
+    over the window, from ``/proc/self/task/<tid>/schedstat`` (first two fields, ns).
+
+    Read at the start, about once a second (so a thread that exits mid-window keeps its last
+    reading) and at the end. A thread first seen after the start was created in the window,
+    so its whole CPU time counts.
+    """
+
+    def __init__(self) -> None:
+        self.base: dict[int, tuple[int, int]] = {}
+        self.last: dict[int, tuple[int, int]] = {}
+        self.available = False
+        self._last_read = 0.0
+
+    @staticmethod
+    def _read_all() -> dict[int, tuple[int, int]]:
+        out = {}
+        try:
+            tids = os.listdir("/proc/self/task")
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat", "rb") as handle:
+                    fields = handle.read().split()
+                out[int(tid)] = (int(fields[0]), int(fields[1]))
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    def start(self) -> None:
+        self.base = self._read_all()
+        self.last = dict(self.base)
+        self.available = bool(self.base)
+        self._last_read = time.perf_counter()
+
+    def update(self, every: float = 1.0) -> None:
+        now = time.perf_counter()
+        if self.available and now - self._last_read >= every:
+            self._last_read = now
+            self.last.update(self._read_all())
+
+    def used_ns(self, tid: int) -> int:
+        return max(0, self.last.get(tid, (0, 0))[0] - self.base.get(tid, (0, 0))[0])
+
+    def runqueue_ns(self, tid: int) -> int:
+        return max(0, self.last.get(tid, (0, 0))[1] - self.base.get(tid, (0, 0))[1])
 
 
 class Window:

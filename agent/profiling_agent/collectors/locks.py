@@ -27,11 +27,20 @@ notification, not for a mutex, and belongs in the block profile; the thread-stat
 behind ``Thread.join``; and ``_thread.allocate_lock`` callers such as the import system.
 Names bound before installation (``from threading import Lock`` at import time) keep the
 original factory.
+
+The replacements are classes whose ``isinstance`` answers for the real lock type too: on 3.13
+``threading.Lock`` is a class (``_thread.lock``), and code that checks ``isinstance(x,
+threading.Lock)`` or writes ``threading.Lock | None`` must keep working.
+
+Several mutex runs may record at once: the table is cumulative while any records, and each run
+keeps the difference between the table at its end and at its start. A child forked while a
+thread held the table's lock gets a fresh lock and an empty table.
 """
 
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 import time
@@ -51,9 +60,10 @@ hide_frames_of(__file__)  # a thread waiting for a lock shows its caller, not th
 _state_lock = _thread.allocate_lock()  # a real lock: it guards the wrapper's own tables
 _original: dict[str, object] = {}
 _installed_at: float | None = None
-_recording = False
-_excluded_ident: int | None = None
-_stats: dict[tuple, list[int]] = {}
+_recorders = 0  # mutex runs recording now
+_installed_by_collect = False  # installed by a run (not by the agent): removed after the last
+_excluded_idents: set[int] = set()  # the threads that collect: they only wait
+_stats: dict[tuple, list[int]] = {}  # cumulative while any run records
 _OVERFLOW = ((), "")
 _perf_ns = time.perf_counter_ns
 _getframe = sys._getframe
@@ -62,7 +72,7 @@ _active: dict = getattr(threading, "_active", {})
 
 def _contended(lock, timeout: float, depth: int) -> bool:
     """Slow path: the lock was busy. Time the blocking acquire only while recording."""
-    if not _recording:
+    if not _recorders:
         return lock.acquire(True, timeout)
     started = _perf_ns()
     acquired = lock.acquire(True, timeout)
@@ -73,7 +83,7 @@ def _contended(lock, timeout: float, depth: int) -> bool:
 
 def _record(frame, waited_ns: int) -> None:
     ident = _thread.get_ident()
-    if ident == _excluded_ident:
+    if ident in _excluded_idents:
         return
     thread = _active.get(ident)  # no lock taken: a plain dict read under the GIL
     name = thread.name if thread is not None else f"thread-{ident}"
@@ -132,12 +142,41 @@ class _ProfiledLock:
         raise TypeError(f"cannot pickle {type(self._lock).__name__!r} object")
 
 
-def _make_lock(*args, **kwargs):
-    return _ProfiledLock(_original["Lock"](*args, **kwargs))
+class _LockFactoryType(type):
+    """``isinstance(x, threading.Lock)`` holds for wrapped and unwrapped locks alike."""
+
+    def __instancecheck__(cls, obj) -> bool:
+        real = cls._real_type
+        if isinstance(obj, _ProfiledLock):
+            obj = obj._lock
+        return real is not None and isinstance(obj, real)
 
 
-def _make_rlock(*args, **kwargs):
-    return _ProfiledLock(_original["RLock"](*args, **kwargs))
+class _ProfiledLockFactory(metaclass=_LockFactoryType):
+    _factory = None  # the original threading.Lock / RLock
+    _real_type: type | None = None  # the type of what it returns
+
+    def __new__(cls, *args, **kwargs):
+        return _ProfiledLock(cls._factory(*args, **kwargs))
+
+
+def _factory_for(original) -> type:
+    name = getattr(original, "__name__", "Lock")
+    return _LockFactoryType(name, (_ProfiledLockFactory,), {
+        "_factory": staticmethod(original), "_real_type": type(original()),
+        "__module__": "threading", "__qualname__": name})
+
+
+def _reset_after_fork() -> None:
+    global _state_lock, _recorders, _installed_by_collect
+    _state_lock = _thread.allocate_lock()
+    _stats.clear()
+    _excluded_idents.clear()
+    _recorders = 0
+    _installed_by_collect = False
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def install_lock_profiler() -> bool:
@@ -148,8 +187,8 @@ def install_lock_profiler() -> bool:
             return False
         _original["Lock"] = threading.Lock
         _original["RLock"] = threading.RLock
-        threading.Lock = _make_lock
-        threading.RLock = _make_rlock
+        _original["wrapped Lock"] = threading.Lock = _factory_for(_original["Lock"])
+        _original["wrapped RLock"] = threading.RLock = _factory_for(_original["RLock"])
         _installed_at = time.time()
         return True
 
@@ -160,9 +199,9 @@ def uninstall_lock_profiler() -> bool:
     with _state_lock:
         if not _original:
             return False
-        if threading.Lock is _make_lock:
+        if threading.Lock is _original["wrapped Lock"]:
             threading.Lock = _original["Lock"]
-        if threading.RLock is _make_rlock:
+        if threading.RLock is _original["wrapped RLock"]:
             threading.RLock = _original["RLock"]
         _original.clear()
         _installed_at = None
@@ -173,26 +212,50 @@ def lock_profiler_installed() -> bool:
     return bool(_original)
 
 
-def collect(*, profile_type: str, duration: float, rate: float, window: Window) -> dict:
-    global _recording, _excluded_ident
-    installed_here = install_lock_profiler()
-    installed_at = _installed_at
+def _start_recording() -> dict[tuple, tuple[int, int]]:
+    """Count this run in; returns the table as it is now (the run's zero)."""
+    global _recorders, _installed_by_collect
+    installed = install_lock_profiler()
     with _state_lock:
-        _stats.clear()
-    _excluded_ident = threading.get_ident()
+        if installed:
+            _installed_by_collect = True
+        if _recorders == 0:
+            _stats.clear()
+        _recorders += 1
+        _excluded_idents.add(threading.get_ident())
+        return {key: (entry[0], entry[1]) for key, entry in _stats.items()}
+
+
+def _stop_recording(start: dict[tuple, tuple[int, int]]) -> dict[tuple, tuple[int, int]]:
+    """Count this run out; returns what was recorded since its start."""
+    global _recorders, _installed_by_collect
+    with _state_lock:
+        _recorders -= 1
+        _excluded_idents.discard(threading.get_ident())
+        stats = {}
+        for key, (waited, count) in _stats.items():
+            before = start.get(key, (0, 0))
+            if count > before[1]:
+                stats[key] = (waited - before[0], count - before[1])
+        uninstall = _recorders == 0 and _installed_by_collect
+        if _recorders == 0:
+            _stats.clear()
+            _installed_by_collect = False
+    if uninstall:
+        uninstall_lock_profiler()
+    return stats
+
+
+def collect(*, profile_type: str, duration: float, rate: float, window: Window) -> dict:
+    installed_at = _installed_at
+    installed_here = installed_at is None
     window.start()
-    _recording = True
+    start = _start_recording()
     try:
         window.wait()
     finally:
-        _recording = False
-        _excluded_ident = None
         elapsed = window.elapsed
-        with _state_lock:
-            stats = dict(_stats)
-            _stats.clear()
-        if installed_here:
-            uninstall_lock_profiler()
+        stats = _stop_recording(start)
     builder = ProfileBuilder(profile_type, ENGINE, rate)
     contended = 0
     for (codes, thread), (waited_ns, count) in stats.items():

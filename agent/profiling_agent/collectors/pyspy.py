@@ -52,6 +52,7 @@ from pathlib import Path
 from ._common import (
     CollectorError,
     ProfileBuilder,
+    ThreadCpu,
     Window,
     agent_thread_name,
     is_agent_thread,
@@ -118,52 +119,6 @@ def _fix_hint(output: str) -> str:
             hint = ("py-spy cannot attach: kernel.yama.ptrace_scope is 3 (ptrace disabled until "
                     "reboot)")
     return f"{hint}; or use engine \"yappi\" (slower, no ptrace needed). py-spy said: {output}"
-
-
-class _ThreadCpu:
-    """CPU nanoseconds per native thread id over the window, from
-    ``/proc/self/task/<tid>/schedstat`` (first field: time on a CPU, ns).
-
-    Read at the start, about once a second (so a thread that exits mid-window keeps its last
-    reading) and at the end. A thread first seen after the start was created in the window,
-    so its whole CPU time counts.
-    """
-
-    def __init__(self) -> None:
-        self.base: dict[int, int] = {}
-        self.last: dict[int, int] = {}
-        self.available = False
-        self._last_read = 0.0
-
-    @staticmethod
-    def _read_all() -> dict[int, int]:
-        out = {}
-        try:
-            tids = os.listdir("/proc/self/task")
-        except OSError:
-            return out
-        for tid in tids:
-            try:
-                with open(f"/proc/self/task/{tid}/schedstat", "rb") as handle:
-                    out[int(tid)] = int(handle.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-        return out
-
-    def start(self) -> None:
-        self.base = self._read_all()
-        self.last = dict(self.base)
-        self.available = bool(self.base)
-        self._last_read = time.perf_counter()
-
-    def update(self, every: float = 1.0) -> None:
-        now = time.perf_counter()
-        if self.available and now - self._last_read >= every:
-            self._last_read = now
-            self.last.update(self._read_all())
-
-    def used_ns(self, tid: int) -> int:
-        return max(0, self.last.get(tid, 0) - self.base.get(tid, 0))
 
 
 class _OutputReader(threading.Thread):
@@ -248,7 +203,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
                 raise CollectorError(_fix_hint(output))
             raise CollectorError(f"py-spy did not start sampling: {output}")
         window.start(reader.started_at, reader.started_perf)  # what py-spy really sampled
-        cpu = _ThreadCpu()
+        cpu = ThreadCpu()
         cpu.start()
 
         def finished() -> bool:
@@ -308,7 +263,7 @@ def _note_threads(agent_tids: set[int], names_by_tid: dict[int, str]) -> None:
 
 
 def _parse(path: str, builder: ProfileBuilder, rate_hz: int, agent_tids: set[int],
-           names_by_tid: dict[int, str], cpu: _ThreadCpu | None) -> int:
+           names_by_tid: dict[int, str], cpu: ThreadCpu | None) -> int:
     """Folded lines ``thread (tid): name;func (file:line);... count`` -> samples; returns the
     number of samples kept. Streams the file and aggregates per (thread, stack), so memory
     follows distinct stacks, not lines.

@@ -193,7 +193,7 @@ def _task_codes(task) -> tuple[CodeType, ...]:
     return tuple(codes)
 
 
-def _pending_tasks() -> list:
+def pending_tasks() -> list:
     """Pending tasks of every event loop, without importing asyncio into a program that does
     not use it. Reads asyncio's private task registries (3.11: ``_all_tasks``; 3.12+:
     ``_scheduled_tasks`` and ``_eager_tasks``); anything unexpected yields no tasks."""
@@ -243,7 +243,7 @@ def collect_goroutine(*, profile_type: str, duration: float, rate: float,
             seen += 1
         del frames
         try:
-            tasks = _pending_tasks()
+            tasks = pending_tasks()
         except Exception:  # noqa: BLE001 - asyncio introspection is best effort
             tasks = []
         for task in tasks:

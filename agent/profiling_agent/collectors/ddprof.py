@@ -1,0 +1,481 @@
+"""The in-process engines, on Datadog's profiler (``ddtrace``, pinned): the one module that knows it.
+
+``stack-sampler`` (cpu, block, goroutine): ddtrace's native sampler thread reads every thread's
+Python stack from inside the process without taking the GIL (safe memory copies), so
+pure-Python code is seen as it runs, and no ptrace is needed. Each sample carries the CPU time
+its thread used since that thread's previous sample (the thread's CPU clock) and the wall time
+in between: cpu is weighted by the first, block by wall minus CPU, goroutine counts the
+(sample pass, thread or asyncio task) observations. One sampler serves the three types.
+
+``alloc-sampler`` (memory, alloc): ddtrace's allocator hook (``PyMem_SetAllocator``, every
+domain, so pymalloc's small objects too) samples allocations at random exponential byte
+intervals (mean ``PROFILING_ALLOC_SAMPLE_BYTES``, default 512 KiB) and takes the Python stack of
+sampled ones only; values are scaled so totals are unbiased. alloc = every sampled allocation
+in the window (bytes, count); memory = sampled allocations still live at the window's end.
+
+Why ddtrace (measured, shared/PROFILERS.md and benchmarks/agent_overhead.py): its stack sampler
+cost 1.004x CPU and matched a program's own ``time.thread_time()`` accounting within 3 points;
+echion attributed as well but spins (1.5x); py-spy needs ptrace and a child process.
+
+How it is driven: tracing, telemetry, remote config and its lock collector are off (the agent's
+lock-wrapper owns mutex); profiles are written as zstd pprof files into a private temporary
+folder, only when this module flushes: at every run's start and end and every few seconds.
+Each flush's samples go to every run collecting at that moment, so concurrent runs of these
+types share one sampler. The files are decoded by the agent's own reader (``_pprof.py``); the
+contract tests in tests/agent/test_collectors.py fail when a ddtrace release changes them.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import glob
+import importlib.util
+import os
+import random
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterable
+
+from ..profile_format import DEFAULT_ALLOC_SAMPLE_BYTES
+from . import _overhead, _pprof, threads
+from ._common import (
+    CollectorError,
+    ProfileBuilder,
+    ThreadCpu,
+    Window,
+    is_agent_thread,
+)
+from ._source import SourceResolver
+
+STACK_ENGINE = "stack-sampler"
+ALLOC_ENGINE = "alloc-sampler"
+DDTRACE_VERSION = "4.16.0"
+FLUSH_EVERY_SECONDS = 5.0
+ADAPTIVE_TARGET_PERCENT = 1.0  # the sampler's CPU budget (Datadog's default)
+_MAX_FRAMES = 128
+
+# Frames of these folders are the agent's (or ddtrace's) own: left out of every stack, while
+# the rest of the stack stays (the wrapper's frames sit under the host's main thread).
+_AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_HIDDEN_PREFIXES: list[str] = [_AGENT_DIR]
+_RUNPY = os.path.join(os.path.dirname(os.__file__), "runpy.py")
+
+
+def available() -> bool:
+    """Whether the pinned ddtrace loads here. Loads it (once: ~0.4 s of CPU), so that the
+    agent pays for the import when it starts and advertises its engines, not in a window."""
+    if importlib.util.find_spec("ddtrace") is None or (
+            importlib.util.find_spec("zstandard") is None
+            and importlib.util.find_spec("compression.zstd") is None):
+        return False
+    try:
+        _session.load()
+    except CollectorError:
+        return False
+    return True
+
+
+def alloc_sample_bytes() -> int:
+    raw = os.environ.get("PROFILING_ALLOC_SAMPLE_BYTES", "")
+    try:
+        value = int(raw)
+    except ValueError:
+        return DEFAULT_ALLOC_SAMPLE_BYTES
+    return value if value > 0 else DEFAULT_ALLOC_SAMPLE_BYTES
+
+
+def _decompress(data: bytes) -> bytes:
+    try:
+        from compression import zstd  # Python 3.14+
+
+        return zstd.decompress(data)
+    except ImportError:
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
+
+
+def _import_ddtrace():
+    """Import ddtrace's profiler configured for local files only; the host's environment is
+    restored afterwards (ddtrace reads its settings once, at import)."""
+    settings = {
+        "DD_TRACE_ENABLED": "false",
+        "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false",
+        "DD_REMOTE_CONFIGURATION_ENABLED": "false",
+        "DD_PROFILING_ENABLE_CODE_PROVENANCE": "false",
+        "DD_PROFILING_TIMELINE_ENABLED": "false",
+        "DD_PROFILING_EXCEPTION_ENABLED": "false",
+        "DD_PROFILING_LOCK_ENABLED": "false",
+        # Python frames only, on every version (3.12+ would add C functions such as time.sleep)
+        "DD_PROFILING_STACK_NATIVE_FRAMES": "false",
+        "DD_PROFILING_UPLOAD_INTERVAL": "86400",  # we flush ourselves
+        "DD_PROFILING_MAX_FRAMES": str(_MAX_FRAMES),
+        "DD_PROFILING_HEAP_SAMPLE_SIZE": str(alloc_sample_bytes()),
+        "DD_PROFILING_OUTPUT_PPROF": "profile",  # set per start: see _Session._start
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        import ddtrace
+        from ddtrace.internal.datadog.profiling.stack import _stack
+        from ddtrace.internal.settings.profiling import config
+        from ddtrace.profiling import Profiler
+    except Exception as exc:  # noqa: BLE001 - a broken install disables the engine
+        raise CollectorError(f"the in-process sampler (ddtrace) cannot load: {exc}") from exc
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if ddtrace.__version__ != DDTRACE_VERSION:
+        raise CollectorError(f"the in-process sampler needs ddtrace=={DDTRACE_VERSION}, found "
+                             f"{ddtrace.__version__} (pip install 'profiling-platform-agent[inprocess]')")
+    _HIDDEN_PREFIXES.append(os.path.dirname(ddtrace.__file__) + os.sep)
+    return Profiler, _stack, config
+
+
+@contextlib.contextmanager
+def _host_signal_handlers_kept():
+    """ddtrace, started from the main thread, wraps SIGTERM/SIGINT (and turns an ignored or
+    default SIGTERM into an exit): the host's handlers are the host's business, put them back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only change in the main thread: ddtrace leaves them
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None and signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
+
+
+def _track_running_event_loops(_stack) -> None:
+    """ddtrace learns of an event loop when it starts running; loops already running when the
+    sampler (re)starts are found through their pending tasks, so their tasks are sampled."""
+    loops = {}
+    for task in threads.pending_tasks():
+        try:
+            loop = task.get_loop()
+            thread_id = getattr(loop, "_thread_id", None)  # set while the loop runs
+        except Exception:  # noqa: BLE001 - a foreign task-like object
+            continue
+        if thread_id is not None:
+            loops[id(loop)] = (thread_id, loop)
+    for thread_id, loop in loops.values():
+        try:
+            _stack.track_asyncio_loop(thread_id, loop)
+        except Exception:  # noqa: BLE001 - best effort: the threads are sampled regardless
+            pass
+
+
+class _Run:
+    """What one collect() call gathers from the shared sampler's flushes."""
+
+    def __init__(self, profile_type: str, rate: float):
+        self.profile_type = profile_type
+        self.rate = rate
+        self.memory = profile_type in ("memory", "alloc")
+        self.flushes: list[_pprof.Profile] = []  # memory keeps only the last one
+        self.error: str | None = None
+
+    def absorb(self, profile: _pprof.Profile) -> None:
+        if self.profile_type == "memory":
+            self.flushes = [profile]
+        else:
+            self.flushes.append(profile)
+
+
+class _Session:
+    """The process's one ddtrace profiler, running while any run needs it."""
+
+    def __init__(self) -> None:
+        self.lock = _thread.allocate_lock()  # raw: never a lock-profiler wrapper
+        self.runs: set[_Run] = set()
+        self.profiler = None
+        self.with_memory = False
+        self.folder = ""  # private, while the profiler runs
+        self.native_tids: set[int] = set()
+        self.classes = None
+
+    def load(self) -> None:
+        with self.lock:
+            if self.classes is None:
+                self.classes = _import_ddtrace()
+
+    def join(self, run: _Run) -> None:
+        self.load()
+        with self.lock:
+            memory = run.memory or any(r.memory for r in self.runs)
+            if self.profiler is None or memory != self.with_memory:
+                self._flush()
+                self._start(memory)
+            self.runs.add(run)
+            self._set_rate()
+
+    def leave(self, run: _Run) -> None:
+        with self.lock:
+            self._flush()
+            self.runs.discard(run)
+            if not self.runs:
+                self._stop()
+            elif self.with_memory and not any(r.memory for r in self.runs):
+                self._start(False)  # the allocation hook costs: not a moment longer than needed
+            else:
+                self._set_rate()
+
+    def tick(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _start(self, memory: bool) -> None:
+        self._stop()
+        profiler_class, _stack, config = self.classes
+        self.folder = tempfile.mkdtemp(prefix="profiles-agent-")
+        config.output_pprof = os.path.join(self.folder, "profile")  # read at every start
+        before = _overhead.task_ids()
+        profiler = profiler_class(_memory_collector_enabled=memory)
+        with _host_signal_handlers_kept():
+            profiler.start()
+        _track_running_event_loops(_stack)
+        self.native_tids = _overhead.task_ids() - before
+        _overhead.register_native_threads(self.native_tids)
+        self.profiler, self.with_memory = profiler, memory
+
+    def _stop(self) -> None:
+        if self.profiler is not None:
+            profiler, self.profiler = self.profiler, None
+            profiler.stop(flush=True)  # written and discarded: nothing left for the next start
+            _overhead.forget_native_threads(self.native_tids)
+            self.native_tids = set()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = ""
+
+    def _set_rate(self) -> None:
+        """The highest sampleRate asked for is the ceiling; ddtrace's adaptive sampling lowers
+        it while the sampler would use more than ADAPTIVE_TARGET_PERCENT of the process's CPU
+        (the rate reached is in each profile's notes)."""
+        rate = max((r.rate for r in self.runs), default=100.0)
+        _stack = self.classes[1]
+        _stack.set_adaptive_sampling(True)
+        _stack.set_target_overhead(ADAPTIVE_TARGET_PERCENT)
+        _stack.set_interval(1.0 / rate)
+
+    def _files(self, suffix: str) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.folder, f"profile.*{suffix}")))
+
+    def _discard_files(self) -> None:
+        for path in self._files(""):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+    def _flush(self) -> None:
+        if self.profiler is None:
+            return
+        self.profiler._scheduler.flush()
+        paths = self._files(".pprof")
+        profiles = []
+        for path in paths:
+            try:
+                with open(path, "rb") as handle:
+                    profiles.append(_pprof.decode(_decompress(handle.read())))
+            except (OSError, ValueError) as exc:
+                for run in self.runs:
+                    run.error = f"the in-process sampler wrote an unreadable profile: {exc}"
+        self._discard_files()
+        for profile in profiles:
+            for run in self.runs:
+                run.absorb(profile)
+
+    def reset_after_fork(self) -> None:
+        """A forked child has none of its parent's runs and must not wait for its lock."""
+        self.lock = _thread.allocate_lock()
+        self.runs = set()
+        if self.profiler is not None:
+            profiler, self.profiler = self.profiler, None
+            try:
+                profiler.stop(flush=False)  # ddtrace restarted its sampler in the child
+            except Exception:  # noqa: BLE001 - nothing a child could do about it
+                pass
+        _overhead.forget_native_threads(self.native_tids)
+        self.native_tids = set()
+        self.folder = ""  # the parent's: it removes it
+
+
+_session = _Session()
+os.register_at_fork(after_in_child=_session.reset_after_fork)
+
+
+def _hidden(file: str) -> bool:
+    return file == _RUNPY or any(file.startswith(prefix) for prefix in _HIDDEN_PREFIXES)
+
+
+def _thread_name(labels: dict, names: dict[int, str]) -> str:
+    ident = labels.get("thread id")
+    name = labels.get("task name") or (names.get(ident) if isinstance(ident, int) else None)
+    return str(name or labels.get("thread name") or f"thread-{ident}")
+
+
+def _collect(profile_type: str, rate: float, window: Window,
+             cpu: ThreadCpu) -> tuple[_Run, float]:
+    run = _Run(profile_type, rate)
+    _session.join(run)
+    window.start()
+    cpu.start()
+    try:
+        next_flush = FLUSH_EVERY_SECONDS * random.uniform(0.8, 1.2)
+        while True:
+            window.wait(until=lambda due=next_flush: window.elapsed >= due)
+            if window.stopped or window.elapsed >= window.duration:
+                break
+            _session.tick()
+            cpu.update(every=0.0)
+            next_flush = window.elapsed + FLUSH_EVERY_SECONDS
+    finally:
+        elapsed = window.elapsed
+        cpu.update(every=0.0)
+        _session.leave(run)
+    if run.error:
+        raise CollectorError(run.error)
+    return run, elapsed
+
+
+def _scale_to_thread_clocks(kept: list, cpu: ThreadCpu, builder: ProfileBuilder) -> list:
+    """Per thread, the samples' weights are scaled to the CPU time its clock shows for the
+    window: the sampler's per-sample CPU deltas missed 20-60 % of it on a loaded machine (more
+    with threads contending for the GIL), evenly enough that the shares inside a thread held."""
+    sampled: dict[object, float] = {}
+    for sample in kept:
+        sampled[sample[4]] = sampled.get(sample[4], 0.0) + sample[1]
+    if not cpu.available:
+        return kept
+    factors = {tid: cpu.used_ns(tid) / total for tid, total in sampled.items()
+               if isinstance(tid, int) and total > 0 and cpu.used_ns(tid) > 0}
+    clocks = sum(cpu.used_ns(tid) for tid in factors)
+    if clocks > 0:
+        held = 100 * sum(sampled[tid] for tid in factors) / clocks
+        builder.notes.append("per-thread totals set to each thread's CPU clock over the window "
+                             f"(the samples' own CPU deltas held {held:.0f} % of it)")
+    return [(stack, value * factors.get(tid, 1.0), count, thread, tid)
+            for stack, value, count, thread, tid in kept]
+
+
+def _leave_out_runqueue_waits(kept: list, cpu: ThreadCpu, elapsed_ns: int,
+                              builder: ProfileBuilder) -> list:
+    """Time runnable but waiting for a core is not blocking (a busy loop on a loaded 2-core
+    machine showed 60 % "off-CPU" from it alone): per thread, the samples' off-CPU time is cut
+    down to at most the window minus its CPU and run-queue time, proportionally."""
+    sampled: dict[object, float] = {}
+    for sample in kept:
+        sampled[sample[4]] = sampled.get(sample[4], 0.0) + sample[1]
+    if not cpu.available:
+        return kept
+    factors = {}
+    for tid, total in sampled.items():
+        if isinstance(tid, int) and tid in cpu.last and total > 0:
+            off_cpu = elapsed_ns - cpu.used_ns(tid) - cpu.runqueue_ns(tid)
+            factors[tid] = min(1.0, max(0.0, off_cpu) / total)
+    builder.notes.append("per thread, time runnable but waiting for a core is left out")
+    return [(stack, value * factors.get(tid, 1.0), count, thread, tid)
+            for stack, value, count, thread, tid in kept]
+
+
+def _value_columns(profile: _pprof.Profile, names: Iterable[str]) -> list[int]:
+    try:
+        return [profile.sample_types.index(name) for name in names]
+    except ValueError:
+        raise CollectorError(
+            f"the in-process sampler's profile lacks sample types {list(names)} (has "
+            f"{profile.sample_types}); ddtrace=={DDTRACE_VERSION} is required") from None
+
+
+def collect(*, profile_type: str, duration: float, rate: float, window: Window) -> dict:
+    engine = ALLOC_ENGINE if profile_type in ("memory", "alloc") else STACK_ENGINE
+    cpu = ThreadCpu()
+    run, elapsed = _collect(profile_type, rate, window, cpu)
+    builder = ProfileBuilder(profile_type, engine, rate)
+    names = {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
+    # the agent's threads and the one that called collect() (it only waits) are left out
+    agent_idents = {ident for ident, name in names.items() if is_agent_thread(name)}
+    agent_idents.add(threading.get_ident())
+    columns = {
+        "cpu": ("cpu-time", "cpu-samples"),
+        "block": ("wall-time", "cpu-time", "wall-samples"),
+        "goroutine": ("wall-samples",),
+        "alloc": ("alloc-space", "alloc-samples"),
+        "memory": ("heap-space", "heap-live-samples"),
+    }[profile_type]
+    resolver = SourceResolver()
+
+    def frame(function: str, file: str, line: int) -> int:
+        # ddtrace gives the qualified name and the line running; the raw format the def line
+        short = function.rsplit(".", 1)[-1]
+        name, first = resolver.resolve(short, file, line)
+        if name == short and first == line:  # not resolved: keep ddtrace's qualified name
+            name = function
+        return builder.frame(name, file, first)
+
+    passes: dict[int, int] = {}
+    kept: list[tuple[tuple[int, ...], float, int, str, object]] = []
+    for profile in run.flushes:
+        index = _value_columns(profile, columns)
+        for sample in profile.samples:
+            values = [sample.values[i] for i in index]
+            if profile_type == "block":
+                value, count = values[0] - values[1], values[2]
+            elif profile_type == "goroutine":
+                value = count = values[0]
+            else:
+                value, count = values
+            if value <= 0:
+                continue
+            ident = sample.labels.get("thread id")
+            if ident in agent_idents:
+                continue
+            stack = tuple(frame(*item) for item in sample.stack if not _hidden(item[1]))
+            if not stack:
+                continue  # all the agent's own frames: its work, not the host's
+            if profile_type in ("cpu", "block", "goroutine") and isinstance(ident, int):
+                passes[ident] = passes.get(ident, 0) + sample.values[
+                    profile.sample_types.index("wall-samples")]
+            kept.append((stack, value, count, _thread_name(sample.labels, names),
+                         sample.labels.get("thread native id")))
+    if profile_type == "cpu":
+        kept = _scale_to_thread_clocks(kept, cpu, builder)
+    elif profile_type == "block":
+        kept = _leave_out_runqueue_waits(kept, cpu, int(elapsed * 1e9), builder)
+    count_total = value_total = 0
+    for stack, value, count, thread, _tid in kept:
+        builder.add(stack, value, count, thread)
+        count_total += count
+        value_total += value
+    if profile_type in ("cpu", "block", "goroutine"):
+        reached = max(passes.values(), default=0) / elapsed if elapsed > 0 else 0.0
+        builder.notes.append(f"in-process stack sampler: {reached:.0f} Hz reached per thread "
+                             f"({rate:g} Hz requested), no ptrace")
+    if profile_type == "cpu":
+        builder.notes.append("each sample weighted by the CPU time its thread used since its "
+                             "previous sample (thread CPU clock)")
+    elif profile_type == "block":
+        builder.notes.append("off-CPU time: each sample's wall time minus its thread's CPU time "
+                             "(sleep, I/O, lock and GIL waits)")
+    elif profile_type == "goroutine":
+        builder.notes.append("value = number of (sample pass, thread or asyncio task) "
+                             "observations")
+    else:
+        interval = alloc_sample_bytes()
+        builder.notes.append(f"allocations sampled every {interval} bytes on average (random "
+                             "exponential intervals), values scaled to unbiased totals; "
+                             "objects of every size, every thread")
+        if profile_type == "memory":
+            builder.notes.append(f"sampled allocations still live at the window's end: "
+                                 f"~{value_total} bytes (estimate of the live heap that the sampler "
+                                 "tracked since it started)")
+    return builder.result(started_at=window.started_at, duration_seconds=elapsed,
+                          sample_count=count_total)
