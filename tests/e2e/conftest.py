@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 WORKLOAD = ROOT / "tests" / "e2e" / "programs" / "workload.py"
 API = "/api/v1/observability/profiling"
+CONTINUOUS_PERIOD_SECONDS = 4
 
 
 def _free_port() -> int:
@@ -70,12 +71,12 @@ class Platform:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
 
-    def start_agent(self, tenant, service: str, mode: str, seconds: float = 120) -> subprocess.Popen:
+    def start_agent(self, tenant, service: str, mode: str, seconds: float = 120, url: str | None = None) -> subprocess.Popen:
         """`python -m profiling_agent run -- workload.py MODE`: an unmodified program, wrapped."""
         log = open(self.log_dir / f"agent-{service}-{len(self.agents)}.log", "wb")
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "profiling_agent", "run", "--server", self.url,
+                sys.executable, "-m", "profiling_agent", "run", "--server", url or self.url,
                 "--tenant", tenant.external_id, "--token", tenant.agent_raw, "--service", service,
                 "--", str(WORKLOAD), mode, str(seconds),
             ],
@@ -120,8 +121,8 @@ def platform(django_db_setup, django_db_blocker):
         "PROFILING_UPLOAD_GRACE_SECONDS": "15",
         "PROFILING_REAPER_PERIOD_SECONDS": "1",
         "PROFILING_POLL_SECONDS": "1",
-        "PROFILING_CONTINUOUS_PERIOD_SECONDS": "3",
-        "PROFILING_CONTINUOUS_WINDOW_SECONDS": "1",
+        "PROFILING_CONTINUOUS_PERIOD_SECONDS": str(CONTINUOUS_PERIOD_SECONDS),
+        "PROFILING_CONTINUOUS_WINDOW_SECONDS": str(CONTINUOUS_PERIOD_SECONDS),  # back to back
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",
     }

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from profiles.models import ProfileResult
+from profiles.models import AgentInstance, ProfileResult
 from tests.conftest import TenantFixture
 
 from .conftest import API, BIN
@@ -22,7 +22,7 @@ def _wait_until(predicate, timeout: float, what: str):
 
 
 def test_beat_runs_continuous_profiles_until_disabled(e2e):
-    """The e2e platform runs beat with a 3 s period and 1 s windows."""
+    """The e2e platform runs beat with a 4 s period and back-to-back 4 s windows."""
     tenant = TenantFixture("e2e-continuous")
     e2e.start_agent(tenant, "svc-continuous", "service")
     status, body = e2e.request(
@@ -61,6 +61,12 @@ def test_a_worker_with_profiling_self_profiles_itself(e2e):
         PROFILING_SELF="1", PROFILING_SERVER_URL=e2e.url, PROFILING_TENANT_ID=tenant.external_id,
         PROFILING_TOKEN=tenant.agent_raw, PROFILING_POLL_SECONDS="0.5",
     )
+    # The run is started once a worker process's agent has polled (booting can take a while).
+    _wait_until(
+        lambda: AgentInstance.objects.filter(tenant=tenant.tenant, service="profiling-worker").exists(),
+        60, f"the worker's agent to poll\n{e2e.logs()}",
+    )
+    assert worker.pid not in set(AgentInstance.objects.values_list("pid", flat=True))  # one poller: the child's
     status, body = e2e.request(
         "POST", f"{API}/start", tenant.api_raw, tenant.external_id,
         {"service": "profiling-worker", "profileType": "goroutine", "durationSeconds": 2},

@@ -5,7 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings as django_settings
 from django.db import IntegrityError, transaction
-from profiling_agent.profile_format import ENGINES_BY_TYPE
+from profiling_agent.profile_format import (
+    DEFAULT_ENGINES,
+    ENGINES_BY_TYPE,
+    HEAVY_ENGINE_MAX_SECONDS,
+)
 
 from profiles import services, tasks
 from profiles.models import ContinuousProfile, ProfileResult
@@ -297,3 +301,18 @@ def test_beat_schedules_dispatch_every_period_and_retention_daily():
 def test_a_service_name_no_configuration_can_have_is_404(api_client, name):
     response = api_client.get(f"{BASE}/continuous/{name}")
     assert response.status_code == 404 and response["Content-Type"] == "application/json"
+
+
+HEAVY_DEFAULTS = {t: e for t, e in DEFAULT_ENGINES.items() if e in HEAVY_ENGINE_MAX_SECONDS}
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(not HEAVY_DEFAULTS, reason="no type defaults to a heavy engine")
+def test_a_window_too_long_for_a_heavy_default_engine_is_refused(api_client, settings):
+    kind, engine = next(iter(HEAVY_DEFAULTS.items()))
+    settings.PROFILING_CONTINUOUS_WINDOW_SECONDS = HEAVY_ENGINE_MAX_SECONDS[engine] + 1
+    response = _post(api_client, profileTypes=[kind])
+    assert response.status_code == 400
+    assert f"{kind}: {engine} slows the profiled service" in response.json()["errors"]["profileTypes"][0]
+    light = next(t for t, e in DEFAULT_ENGINES.items() if e not in HEAVY_ENGINE_MAX_SECONDS)
+    assert _post(api_client, profileTypes=[light]).status_code == 201
