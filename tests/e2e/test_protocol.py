@@ -8,8 +8,7 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-from profiling_agent import collectors
-from profiling_agent.profile_format import DEFAULT_ENGINES, EXCLUSIVE_ENGINES, PROFILE_TYPES
+from profiling_agent.profile_format import PROFILE_TYPES
 
 from profiles.models import AgentInstance, ProfileResult
 from tests.conftest import TenantFixture
@@ -17,18 +16,6 @@ from tests.conftest import TenantFixture
 from .conftest import API, BIN, CONTINUOUS_PERIOD_SECONDS, _free_port
 
 pytestmark = [pytest.mark.e2e]
-
-# Until the collectors branch lands, `collect()` takes one profile at a time per process, and
-# memory and alloc both default to memray, which cannot run twice at once.
-ONE_AT_A_TIME = hasattr(collectors, "_collect_lock")
-needs_concurrent_collectors = pytest.mark.skipif(
-    ONE_AT_A_TIME, reason="the collectors still collect one profile at a time per process"
-)
-needs_non_exclusive_defaults = pytest.mark.skipif(
-    any(DEFAULT_ENGINES[t] in EXCLUSIVE_ENGINES for t in PROFILE_TYPES),
-    reason="a type's default engine is exclusive (memray for memory and alloc): those windows cannot overlap",
-)
-
 
 def _wait_until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
@@ -83,7 +70,6 @@ def test_the_web_down_for_60_s_while_an_agent_uploads_the_run_completes(e2e):
     assert body["sampleCount"] > 0
 
 
-@needs_concurrent_collectors
 def test_all_six_types_started_at_once_on_one_service_complete(e2e):
     tenant = TenantFixture("e2e-six")
     e2e.start_agent(tenant, "svc-six", "service")
@@ -101,8 +87,6 @@ def _window(profile: ProfileResult) -> tuple[float, float]:
     return raw["startedAt"], raw["startedAt"] + raw["durationSeconds"]
 
 
-@needs_concurrent_collectors
-@needs_non_exclusive_defaults
 def test_continuous_all_six_types_back_to_back_windows_and_an_on_demand_run_beside_them(e2e):
     tenant = TenantFixture("e2e-windows")
     e2e.start_agent(tenant, "svc-windows", "service", seconds=300)
