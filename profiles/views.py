@@ -16,6 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from tenants.scoping import tenants_for_user
+
 from . import selectors, services
 from .analysis.compare import IncomparableProfiles
 from .models import ProfileResult, ProfileType, Status
@@ -25,7 +27,6 @@ from .pages.access import (
     get_profile_for_user,
     get_tenant_for_user,
     profiles_for_user,
-    tenants_for_user,
 )
 from .pages.data import (
     profile_flamegraph,

@@ -1,8 +1,7 @@
-"""Tenant scoping for the pages and the admin: the one place that decides what a user sees.
+"""The pages' querysets and objects, scoped by `tenants.scoping` (the one scoping helper).
 
-A superuser sees every tenant; any other user sees the tenants they are a member of
-(`Tenant.members`). Every page view gets its querysets and objects from here, so another
-tenant's profile, history or configuration is a 404 rather than a 403 (nothing leaks).
+Every page view gets its objects from here, so another tenant's profile, history or
+configuration is a 404 rather than a 403 (nothing leaks).
 """
 
 from django.db.models import QuerySet
@@ -10,23 +9,9 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from tenants.models import Tenant
+from tenants.scoping import scope_to_user, tenants_for_user
 
 from ..models import ContinuousProfile, ProfileResult
-
-
-def tenants_for_user(user) -> QuerySet[Tenant]:
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return Tenant.objects.none()
-    if user.is_superuser:
-        return Tenant.objects.all()
-    return Tenant.objects.filter(members=user)
-
-
-def scope_to_user(queryset: QuerySet, user, *, tenant_field: str = "tenant") -> QuerySet:
-    """`queryset` restricted to the user's tenants (unchanged for a superuser)."""
-    if getattr(user, "is_authenticated", False) and user.is_active and user.is_superuser:
-        return queryset
-    return queryset.filter(**{f"{tenant_field}__in": tenants_for_user(user)})
 
 
 def profiles_for_user(user) -> QuerySet[ProfileResult]:
