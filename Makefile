@@ -1,9 +1,10 @@
-# The two commands: `make run` (platform on http://localhost:8088) and `make test` (the whole suite).
+# The two commands: `make run` (platform on http://localhost:8088; `make stop` ends it) and `make test`
+# (the whole suite). They can run at the same time: tests use a data folder of their own.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test
+.PHONY: run stop test lint install install-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 run: install
+	@$(BIN)/python scripts/devserver.py check
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo ""
@@ -29,7 +31,11 @@ run: install
 	@echo "  An admin login:                  $(BIN)/python manage.py createsuperuser"
 	@echo "  Then try:  curl -H \"Authorization: Bearer \$$TOKEN\" -H 'X-Tenant-ID: 550e8400' http://localhost:8088/api/v1/observability/profiling/history?service=ai-service"
 	@echo ""
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $${PORT:-8088}
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/devserver.py run
+
+# Stops what `make run` started from this checkout (also when that terminal is gone).
+stop:
+	@$(PYTHON) scripts/devserver.py stop
 
 test: install-test
 	$(BIN)/ruff check .

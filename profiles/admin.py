@@ -1,6 +1,7 @@
 """Admin for ops staff: browse and compare profiles, manage continuous profiling.
 
-Non-superusers see only their tenants' rows (the same `pages.access` scoping as the pages).
+Non-superusers see only their tenants' rows: every admin here is a `TenantScopedAdmin`
+(`tenants.scoping`, the same helper as the API and the pages).
 """
 
 import uuid
@@ -12,31 +13,20 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
 
+from tenants.admin import ReadOnlyAdmin, TenantListFilter, TenantScopedAdmin
+
 from . import services
-from .models import ContinuousProfile, ProfileResult, ProfileType, Status
-from .pages.access import scope_to_user, tenants_for_user
+from .models import AgentInstance, ContinuousProfile, ProfileResult, ProfileType, Status
 from .pages.formatting import format_value
 
 
-class TenantScopedAdmin(admin.ModelAdmin):
-    """Rows and tenant choices limited to the user's tenants (superusers: all)."""
-
-    def get_queryset(self, request):
-        return scope_to_user(super().get_queryset(request).select_related("tenant"), request.user)
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "tenant":
-            kwargs["queryset"] = tenants_for_user(request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
 @admin.register(ProfileResult)
-class ProfileResultAdmin(TenantScopedAdmin):
+class ProfileResultAdmin(ReadOnlyAdmin):
     list_display = (
         "started", "service", "tenant_id_display", "type", "status_badge", "continuous", "total", "flame_graph_link",
     )
     list_display_links = ("started",)
-    list_filter = ("tenant", "service", "profile_type", "status", "continuous", ("started_at", admin.DateFieldListFilter))
+    list_filter = (TenantListFilter, "service", "profile_type", "status", "continuous", ("started_at", admin.DateFieldListFilter))
     search_fields = ("service",)
     search_help_text = "Service name, or a profile id (full UUID)."
     date_hierarchy = "started_at"
@@ -50,11 +40,7 @@ class ProfileResultAdmin(TenantScopedAdmin):
     )
     exclude = ("top_functions",)
 
-    def has_add_permission(self, request):
-        return False  # runs are started from the pages or the API, so an agent can claim them
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    # Read-only: runs are started from the pages or the API, so an agent can claim them.
 
     def get_search_results(self, request, queryset, search_term):
         """Service by substring; a UUID matches the profile id exactly."""
@@ -133,7 +119,7 @@ class ContinuousProfileAdmin(TenantScopedAdmin):
 
     form = ContinuousProfileForm
     list_display = ("service", "tenant", "types", "sample_rate", "retention_days", "enabled", "updated_at", "history_link")
-    list_filter = ("enabled", "tenant")
+    list_filter = ("enabled", TenantListFilter)
     list_editable = ("enabled",)
     search_fields = ("service",)
     actions = ["enable", "disable"]
@@ -185,10 +171,23 @@ class ContinuousProfileAdmin(TenantScopedAdmin):
         state = "Enabled" if enabled else "Disabled"
         self.message_user(request, f"{state} {count} configuration(s).", messages.SUCCESS)
 
-    @admin.action(description="Enable continuous profiling of the selected services")
+    @admin.action(description="Enable continuous profiling of the selected services", permissions=["change"])
     def enable(self, request, queryset):
         self._set_enabled(request, queryset, True)
 
-    @admin.action(description="Disable continuous profiling of the selected services")
+    @admin.action(description="Disable continuous profiling of the selected services", permissions=["change"])
     def disable(self, request, queryset):
         self._set_enabled(request, queryset, False)
+
+
+@admin.register(AgentInstance)
+class AgentInstanceAdmin(ReadOnlyAdmin):
+    """The agents as their polls last reported them (written by the agent API only)."""
+
+    list_display = ("service", "tenant", "host", "pid", "python", "agent_version", "last_poll_at")
+    list_filter = (TenantListFilter, "service")
+    search_fields = ("service", "host", "instance_id")
+    readonly_fields = (
+        "tenant", "service", "instance_id", "host", "pid", "python", "agent_version", "engines",
+        "collecting", "first_seen_at", "last_poll_at",
+    )

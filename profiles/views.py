@@ -16,6 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from tenants.scoping import tenants_for_user
+
 from . import selectors, services
 from .analysis.compare import IncomparableProfiles
 from .models import ProfileResult, ProfileType, Status
@@ -24,8 +26,8 @@ from .pages.access import (
     continuous_for_user,
     get_profile_for_user,
     get_tenant_for_user,
+    is_valid_service,
     profiles_for_user,
-    tenants_for_user,
 )
 from .pages.data import (
     profile_flamegraph,
@@ -256,10 +258,10 @@ def _change_rows(rows: list[dict], unit: str, per_second: bool) -> list[dict]:
 @require_GET
 def compare(request):
     """Pick two profiles (base, comparison) and see what changed, with a differential flame graph."""
-    picked = request.GET.getlist("p")
-    if len(picked) == 2 and not request.GET.get("base"):
-        first, second = (_profile_from_param(request.user, value) for value in picked)
-        base, comparison = sorted((first, second), key=lambda p: p.started_at)
+    picked = [value for value in request.GET.getlist("p") if value][:2]  # an empty pick is no pick
+    if picked and not request.GET.get("base"):
+        chosen = sorted((_profile_from_param(request.user, value) for value in picked), key=lambda p: p.started_at)
+        base, comparison = (chosen + [None])[:2]
     else:
         base = _profile_from_param(request.user, request.GET.get("base"))
         comparison = _profile_from_param(request.user, request.GET.get("comparison"))
@@ -306,6 +308,8 @@ def compare(request):
 def history(request, tenant, service):
     """One service's profiles of one type over time: the normalized total, or one function's share."""
     tenant = get_tenant_for_user(request.user, tenant)
+    if not is_valid_service(service):
+        raise Http404("No such service.")  # no profile can carry it (and NUL would upset PostgreSQL)
     of_service = profiles_for_user(request.user).filter(tenant=tenant, service=service)
     types = list(of_service.order_by("profile_type").values_list("profile_type", flat=True).distinct())
     profile_type = request.GET.get("type")

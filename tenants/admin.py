@@ -1,7 +1,80 @@
+"""Admin of tenants and tokens, and the tenant-scoped base every model admin of the project uses.
+
+A staff user who is not a superuser reaches only the tenants they are a member of, whatever app
+permissions they hold: rows, change pages, actions, tenant choices and list filters are all
+scoped through `tenants.scoping`. Who belongs to which tenant is decided by superusers only.
+"""
+
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 
 from .models import ApiToken, Tenant
+from .scoping import scope_to_user, sees_every_tenant, tenants_for_user
 from .services import token_create, token_revoke
+
+
+class TenantListFilter(admin.SimpleListFilter):
+    """The "by tenant" filter, listing only the tenants the user may see."""
+
+    title = "tenant"
+    parameter_name = "tenant"
+
+    def lookups(self, request, model_admin):
+        return [(str(t.pk), str(t)) for t in tenants_for_user(request.user)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        # Only a choice it offered: anything else (junk, huge, another tenant's id) matches nothing.
+        if value not in {key for key, _ in self.lookup_choices}:
+            return queryset.none()
+        return queryset.filter(tenant_id=int(value))
+
+
+class JunkTolerantChangeList(ChangeList):
+    """Django's date hierarchy turns a huge `?started_at__year=` into an OverflowError (a 500);
+    make it the admin's usual answer to bad filters instead (a redirect to `?e=1`)."""
+
+    def get_filters(self, request):
+        try:
+            return super().get_filters(request)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
+class TenantScopedAdmin(admin.ModelAdmin):
+    """Rows and tenant choices limited to the user's tenants (superusers: all).
+
+    `tenant_field` is the lookup from the model to its Tenant ("pk" for Tenant itself).
+    """
+
+    tenant_field = "tenant"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self.tenant_field != "pk":
+            queryset = queryset.select_related(self.tenant_field)
+        return scope_to_user(queryset, request.user, tenant_field=self.tenant_field)
+
+    def get_changelist(self, request, **kwargs):
+        return JunkTolerantChangeList
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Tenant:
+            kwargs["queryset"] = tenants_for_user(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ReadOnlyAdmin(TenantScopedAdmin):
+    """Rows that only the platform writes: anyone with view permission may look, nobody edits."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class ApiTokenInline(admin.TabularInline):
@@ -17,18 +90,28 @@ class ApiTokenInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdmin):
+    tenant_field = "pk"
     list_display = ("external_id", "name", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("external_id", "name")
     filter_horizontal = ("members",)
     inlines = [ApiTokenInline]
 
+    def has_add_permission(self, request):
+        # A tenant its creator could not see, or one they joined on their own, would both be wrong.
+        return sees_every_tenant(request.user) and super().has_add_permission(request)
+
+    def get_readonly_fields(self, request, obj=None):
+        if sees_every_tenant(request.user):
+            return ()
+        return ("external_id", "members")
+
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(TenantScopedAdmin):
     list_display = ("masked", "tenant", "scope", "name", "created_at", "last_used_at", "revoked_at")
-    list_filter = ("scope", "tenant")
+    list_filter = ("scope", TenantListFilter)
     search_fields = ("prefix", "name", "tenant__external_id")
     readonly_fields = ("masked", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
@@ -54,7 +137,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             "(copy it now: it is stored hashed and will not be shown again).",
         )
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request, queryset):
         for token in queryset:
             token_revoke(token=token)

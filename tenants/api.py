@@ -2,6 +2,8 @@
 
 from rest_framework import generics, viewsets
 
+from .scoping import scope_to_tenant
+
 
 class TenantScopedMixin:
     """Owns `get_queryset` (and so `get_object`): rows are always filtered by the token's tenant.
@@ -12,7 +14,7 @@ class TenantScopedMixin:
     tenant_field = "tenant"
 
     def get_queryset(self):
-        return super().get_queryset().filter(**{self.tenant_field: self.request.tenant})
+        return scope_to_tenant(super().get_queryset(), self.request.tenant, tenant_field=self.tenant_field)
 
 
 class TenantScopedViewSet(TenantScopedMixin, viewsets.GenericViewSet):

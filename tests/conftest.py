@@ -1,8 +1,17 @@
+import os
+import shutil
+
 import pytest
 from rest_framework.test import APIClient
 
 from tenants.models import TokenScope
 from tenants.services import tenant_get_or_create, token_create
+
+
+def pytest_unconfigure(config):
+    """The run's data folder (tests/settings.py) goes with the run, removed by the process that made it."""
+    if os.environ.get("PROFILING_TEST_RUN_DIR_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ["PROFILING_TEST_RUN_DIR"], ignore_errors=True)
 
 
 class TenantFixture:

@@ -1,32 +1,30 @@
-"""Tenant scoping for the pages and the admin: the one place that decides what a user sees.
+"""The pages' querysets and objects, scoped by `tenants.scoping` (the one scoping helper).
 
-A superuser sees every tenant; any other user sees the tenants they are a member of
-(`Tenant.members`). Every page view gets its querysets and objects from here, so another
-tenant's profile, history or configuration is a 404 rather than a 403 (nothing leaks).
+Every page view gets its objects from here, so another tenant's profile, history or
+configuration is a 404 rather than a 403 (nothing leaks).
 """
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from tenants.models import Tenant
+from tenants.models import TENANT_ID_VALIDATOR, Tenant
+from tenants.scoping import scope_to_user, tenants_for_user
 
-from ..models import ContinuousProfile, ProfileResult
-
-
-def tenants_for_user(user) -> QuerySet[Tenant]:
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return Tenant.objects.none()
-    if user.is_superuser:
-        return Tenant.objects.all()
-    return Tenant.objects.filter(members=user)
+from ..models import SERVICE_VALIDATOR, ContinuousProfile, ProfileResult
 
 
-def scope_to_user(queryset: QuerySet, user, *, tenant_field: str = "tenant") -> QuerySet:
-    """`queryset` restricted to the user's tenants (unchanged for a superuser)."""
-    if getattr(user, "is_authenticated", False) and user.is_active and user.is_superuser:
-        return queryset
-    return queryset.filter(**{f"{tenant_field}__in": tenants_for_user(user)})
+def _passes(validator, value: str) -> bool:
+    try:
+        validator(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def is_valid_service(service: str) -> bool:
+    return _passes(SERVICE_VALIDATOR, service)
 
 
 def profiles_for_user(user) -> QuerySet[ProfileResult]:
@@ -43,7 +41,9 @@ def get_profile_for_user(user, pk) -> ProfileResult:
 
 
 def get_tenant_for_user(user, external_id: str) -> Tenant:
-    """The tenant by its external id if the user may see it, else 404."""
+    """The tenant by its external id if the user may see it, else 404 (also for a malformed id)."""
+    if not _passes(TENANT_ID_VALIDATOR, external_id):
+        raise Http404("No such tenant.")
     tenant = tenants_for_user(user).filter(external_id=external_id).first()
     if tenant is None:
         raise Http404("No such tenant.")

@@ -1,9 +1,10 @@
-"""Forms of the pages. Choices of tenants come from `access`, so a form cannot reach another tenant."""
+"""Forms of the pages. Choices of tenants come from `tenants.scoping`, so a form cannot reach another tenant."""
 
 from django import forms
 
+from tenants.scoping import tenants_for_user
+
 from ..models import ENGINES_BY_TYPE, SERVICE_VALIDATOR, ProfileType, Status
-from .access import tenants_for_user
 
 TYPE_CHOICES = [(value, value) for value in ProfileType.values]
 ALL_ENGINES = sorted({engine for engines in ENGINES_BY_TYPE.values() for engine in engines})

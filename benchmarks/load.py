@@ -1,0 +1,334 @@
+"""Load benchmark: 20 real agents and 500 runs started at 20/s through the API. Prints, never fails.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_load CELERY_BROKER_URL=redis://127.0.0.1:6379/13 \\
+        .venv/bin/python benchmarks/load.py
+
+PostgreSQL and Redis are required (the defaults are the two above). The benchmark migrates that
+database, deletes and recreates its own tenant's rows, and starts its own platform: gunicorn
+with 2 workers (4 threads each, as in the Procfile), one Celery worker (2 processes) and beat
+(the reaper). The agents are 20 processes, each calling `profiling_agent.start()` for one of a
+few services (so several agents share a service and compete for its runs) and
+`AgentHandle.stop()` on SIGTERM.
+
+Figures: runs started / completed / failed / never terminal / lost (accepted, then gone), and
+p50/p95/p99 of the start POST and of the status GETs that follow every run to its end (targets:
+100% terminal, 0 lost, GET p99 < 100 ms). Baseline, in the same run: GET /healthz on the idle
+platform (one database query, no auth). Then, for the GET: queries per request and body bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+API = "/api/v1/observability/profiling"
+TENANT = "bench-load"
+TERMINAL = {"completed", "failed"}
+
+AGENT_PROGRAM = """
+import signal, sys, threading
+from profiling_agent import start
+handle = start(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], poll_seconds=float(sys.argv[5]))
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: done.set())
+done.wait()
+handle.stop()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def ms(values: list[float]) -> str:
+    return " / ".join(f"{percentile(values, p) * 1000:.1f}" for p in (50, 95, 99)) + " ms"
+
+
+class Client:
+    def __init__(self, url: str, token: str):
+        self.url, self.token = url, token
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, float, int]:
+        """(status, json, seconds, body bytes)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self.token}")
+        request.add_header("X-Tenant-ID", TENANT)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        began = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw, status = response.read(), response.status
+        except urllib.error.HTTPError as exc:
+            raw, status = exc.read(), exc.code
+        except OSError as exc:
+            return 0, {"detail": str(exc)}, time.perf_counter() - began, 0
+        elapsed = time.perf_counter() - began
+        try:
+            payload = json.loads(raw or b"{}")
+        except ValueError:
+            payload = {}
+        return status, payload, elapsed, len(raw)
+
+
+def setup_database() -> tuple[str, str]:
+    """Migrate, recreate the benchmark tenant; returns its (api, agent) raw tokens."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "profiling_platform.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from tenants.models import Tenant, TokenScope
+    from tenants.services import tenant_get_or_create, token_create
+
+    call_command("migrate", verbosity=0)
+    Tenant.objects.filter(external_id=TENANT).delete()
+    tenant, _ = tenant_get_or_create(external_id=TENANT, name="Load benchmark")
+    _, api = token_create(tenant=tenant, scope=TokenScope.API, name="bench")
+    _, agent = token_create(tenant=tenant, scope=TokenScope.AGENT, name="bench")
+    return api, agent
+
+
+def queries_per_get(profile_id: str, api_token: str) -> tuple[int, int]:
+    """The queries one status GET runs, in-process through the whole stack, and its body size."""
+    from django.db import connection
+    from django.test import Client as DjangoClient
+    from django.test.utils import CaptureQueriesContext
+
+    client = DjangoClient(HTTP_AUTHORIZATION=f"Bearer {api_token}", HTTP_X_TENANT_ID=TENANT)
+    client.get(f"{API}/{profile_id}")  # warm
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"{API}/{profile_id}")
+    return len(queries), len(response.content)
+
+
+def start_platform(env: dict, port: int, logs: Path) -> list[subprocess.Popen]:
+    commands = {
+        "web": [str(BIN / "gunicorn"), "profiling_platform.wsgi", "--bind", f"127.0.0.1:{port}",
+                "--workers", "2", "--threads", "4", "--timeout", "60"],
+        "worker": [str(BIN / "celery"), "-A", "profiling_platform", "worker", "--concurrency", "2",
+                   "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+        "beat": [str(BIN / "celery"), "-A", "profiling_platform", "beat", "--loglevel", "WARNING",
+                 "-s", str(logs / "beat-schedule")],
+    }
+    return [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(logs / f"{name}.log", "wb"),
+                         stderr=subprocess.STDOUT, start_new_session=True)
+        for name, command in commands.items()
+    ]
+
+
+def wait_healthy(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the platform did not answer /healthz within {timeout} s")
+
+
+def wait_for_agents(count: int, timeout: float = 60) -> None:
+    """Until every agent has polled once (each poll records its instance)."""
+    from profiles.models import AgentInstance
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if AgentInstance.objects.filter(tenant__external_id=TENANT).count() >= count:
+            return
+        time.sleep(0.2)
+    print(f"note: not all {count} agents had polled after {timeout} s; starting the load anyway")
+
+
+def healthz_baseline(url: str, n: int = 200) -> list[float]:
+    out = []
+    for _ in range(n):
+        began = time.perf_counter()
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
+            response.read()
+        out.append(time.perf_counter() - began)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="20 agents, 500 runs at 20/s")
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--services", type=int, default=5, help="agents are spread over this many services")
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=20.0, help="runs started per second")
+    parser.add_argument("--types", default="block,goroutine,mutex,cpu")
+    parser.add_argument("--duration", type=int, default=1, help="durationSeconds of each run")
+    parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between a run's status GETs")
+    parser.add_argument("--timeout", type=float, default=240, help="seconds after the last start to wait")
+    args = parser.parse_args()
+
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_load")
+    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/13")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    os.environ["PROFILING_DATA_DIR"] = str(scratch / "data")
+    api_token, agent_token = setup_database()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PROFILING_REAPER_PERIOD_SECONDS": "2"}
+    processes = start_platform(env, port, scratch)
+    agents: list[subprocess.Popen] = []
+    try:
+        wait_healthy(url)
+        baseline = healthz_baseline(url)
+        services = [f"load-svc-{i}" for i in range(args.services)]
+        for i in range(args.agents):
+            agents.append(subprocess.Popen(
+                [sys.executable, "-c", AGENT_PROGRAM, services[i % len(services)], url, TENANT, agent_token, "0.5"],
+                cwd=ROOT, env=env, stdout=open(scratch / f"agent-{i}.log", "wb"), stderr=subprocess.STDOUT,
+            ))
+        wait_for_agents(args.agents)
+        run_load(args, Client(url, api_token), services, baseline, api_token)
+    finally:
+        for process in agents:
+            process.send_signal(signal.SIGTERM)
+        for process in agents:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_load(args, client: Client, services: list[str], baseline: list[float], api_token: str) -> None:
+    types = args.types.split(",")
+    lock = threading.Lock()
+    start_seconds: list[float] = []
+    get_seconds: list[float] = []
+    get_bytes: list[int] = []
+    rejected: list[str] = []
+    runs: dict[str, dict] = {}  # id -> {"next": when to poll, "status": ..., "lost": bool}
+
+    def start_one(i: int) -> None:
+        body = {"service": services[i % len(services)], "profileType": types[i % len(types)],
+                "durationSeconds": args.duration, "sampleRate": 100}
+        status, payload, seconds, _ = client.call("POST", f"{API}/start", body)
+        with lock:
+            start_seconds.append(seconds)
+            if status == 202 and "id" in payload:
+                runs[payload["id"]] = {"next": time.monotonic() + args.duration, "status": "running", "lost": False}
+            else:
+                rejected.append(f"{status} {payload.get('detail', payload)}")
+
+    stop_polling = threading.Event()
+
+    def poller() -> None:
+        while not stop_polling.is_set():
+            now = time.monotonic()
+            with lock:
+                due = next((rid for rid, run in runs.items()
+                            if run["status"] not in TERMINAL and not run["lost"] and run["next"] <= now), None)
+                if due:
+                    runs[due]["next"] = now + 3600  # claimed by this poller
+            if due is None:
+                stop_polling.wait(0.02)
+                continue
+            status, payload, seconds, size = client.call("GET", f"{API}/{due}")
+            with lock:
+                get_seconds.append(seconds)
+                get_bytes.append(size)
+                run = runs[due]
+                if status == 404:
+                    run["lost"] = True
+                elif status == 200:
+                    run["status"] = payload.get("status", "running")
+                run["next"] = time.monotonic() + args.poll_interval
+
+    pollers = [threading.Thread(target=poller, daemon=True) for _ in range(8)]
+    for thread in pollers:
+        thread.start()
+    began = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for i in range(args.runs):
+            delay = began + i / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the schedule: run i starts at i / rate seconds
+            pool.submit(start_one, i)
+    started_for = time.monotonic() - began
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        with lock:
+            if all(run["status"] in TERMINAL or run["lost"] for run in runs.values()):
+                break
+        time.sleep(0.2)
+    stop_polling.set()
+    for thread in pollers:
+        thread.join(5)
+    elapsed = time.monotonic() - began
+
+    with lock:
+        statuses = [run["status"] for run in runs.values() if not run["lost"]]
+        lost = sum(run["lost"] for run in runs.values())
+    completed, failed = statuses.count("completed"), statuses.count("failed")
+    never = len(statuses) - completed - failed
+    print(f"load: {args.agents} agents over {len(services)} services, {args.runs} runs of {args.types} "
+          f"({args.duration} s each) requested at {args.rate:g}/s; all requested in {started_for:.1f} s, "
+          f"everything settled in {elapsed:.1f} s")
+    print(f"runs: started {len(runs)} (rejected {len(rejected)}), completed {completed}, failed {failed}, "
+          f"never terminal {never}, lost {lost}; terminal {100 * (completed + failed) / max(len(runs), 1):.1f}%")
+    if rejected:
+        print(f"  first rejections: {rejected[:3]}")
+    if failed:
+        from profiles.models import ProfileResult
+
+        reasons = ProfileResult.objects.filter(tenant__external_id=TENANT, status="failed").values_list("error", flat=True)
+        counts: dict[str, int] = {}
+        for reason in reasons:
+            counts[reason[:120]] = counts.get(reason[:120], 0) + 1
+        print(f"  failure reasons: {sorted(counts.items(), key=lambda kv: -kv[1])[:5]}")
+    base = statistics.median(baseline)
+    print(f"baseline GET /healthz on the idle platform: p50 {base * 1000:.1f} ms")
+    print(f"start POST p50/p95/p99: {ms(start_seconds)} ({percentile(start_seconds, 99) / base:.1f}x baseline at p99)")
+    print(f"status GET p50/p95/p99: {ms(get_seconds)} over {len(get_seconds)} GETs "
+          f"({percentile(get_seconds, 99) / base:.1f}x baseline at p99; target p99 < 100 ms)")
+    done = next((rid for rid, run in runs.items() if run["status"] == "completed"), None)
+    if done:
+        queries, size = queries_per_get(done, api_token)
+        print(f"one status GET of a completed run: {queries} queries, {size} body bytes "
+              f"(GET bodies under load: median {statistics.median(get_bytes):.0f} bytes)")
+
+
+if __name__ == "__main__":
+    main()
