@@ -37,6 +37,7 @@ PAGE_PARAMS = {
     "history": ["type", "function"],
     "continuous": [],
     "flamegraph-shared": [],
+    "services": [],
 }
 START_FIELDS = ["tenant", "service", "profile_type", "duration_seconds", "sample_rate", "engine"]
 ADMIN_PARAMS = ["q", "o", "p", "e", "_popup", "_to_field", "all", "tenant", "service", "status__exact",
