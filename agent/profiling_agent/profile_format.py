@@ -30,6 +30,9 @@ ENGINES_BY_TYPE: dict[str, tuple[str, ...]] = {
 DEFAULT_ENGINES: dict[str, str] = {kind: engines[0] for kind, engines in ENGINES_BY_TYPE.items()}
 ENGINES: frozenset[str] = frozenset(e for engines in ENGINES_BY_TYPE.values() for e in engines)
 
+#: Engines that record every call or allocation instead of sampling: no sampling noise in their values.
+EXACT_ENGINES: frozenset[str] = frozenset({"yappi", "memray"})
+
 #: Engines that slow the host several-fold: the server caps their windows (seconds).
 HEAVY_ENGINE_MAX_SECONDS: dict[str, int] = {"yappi": 300, "memray": 300}
 

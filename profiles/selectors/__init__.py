@@ -2,7 +2,6 @@
 
 from .compare import (  # noqa: F401
     ProfilesIncomparable,
-    normalization_of,
     profile_compare,
 )
 from .continuous import (  # noqa: F401
