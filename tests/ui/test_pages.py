@@ -242,10 +242,17 @@ def test_a_profile_with_10000_frames_draws_only_frames_at_least_a_pixel_wide(mem
 
 @pytest.fixture
 def pair(tenant, completed):
+    # A busy service (10 s of cpu in 10 s): enough samples that -80 % of tokenize is beyond noise.
     now = timezone.now()
-    base = completed(tenant.tenant, service_profile(), started_at=now - timedelta(hours=1))
-    slower = completed(tenant.tenant, service_profile({"bm25": 3.0, "tokenize": 0.2}), started_at=now)
+    base = completed(tenant.tenant, busier(service_profile(), 10), started_at=now - timedelta(hours=1))
+    slower = completed(tenant.tenant, busier(service_profile({"bm25": 3.0, "tokenize": 0.2}), 10), started_at=now)
     return base, slower
+
+
+def busier(raw: dict, factor: int) -> dict:
+    """The same profile with `factor` times the samples (a busier service, or more threads)."""
+    samples = [{**s, "value": s["value"] * factor, "count": s["count"] * factor} for s in raw["samples"]]
+    return {**raw, "samples": samples, "sampleCount": raw["sampleCount"] * factor}
 
 
 def test_compare_shows_regressions_improvements_and_a_red_green_differential_graph(member_client, pair):
@@ -278,6 +285,19 @@ def test_compare_explains_what_cannot_be_compared(member_client, tenant, pair, c
     assert picker.count(str(base.pk).encode()) == 2  # offered as base and as comparison
 
 
+def test_compare_refuses_two_services_and_offers_to_compare_anyway(member_client, tenant, completed):
+    web = completed(tenant.tenant, busier(service_profile(), 10), service="web")
+    search = completed(tenant.tenant, busier(service_profile({"bm25": 3.0}), 10), service="search")
+    html = member_client.get(reverse("compare"), {"base": web.pk, "comparison": search.pk}).content.decode()
+    assert "different services (web and search)" in html and "Compare anyway" in html
+    anyway = member_client.get(
+        reverse("compare"), {"base": web.pk, "comparison": search.pk, "allowMismatch": "true", "normalization": "share"}
+    ).content.decode()
+    regressions = anyway.split("<h2>Regressions")[1].split("<h2>Improvements")[0]
+    assert "<code>bm25</code>" in regressions and "Compared although the profiles are of different services" in anyway
+    assert "fraction of its profile" in anyway  # the note says share was used
+
+
 # --- history ----------------------------------------------------------------------------------------------
 
 
@@ -308,6 +328,23 @@ def test_history_charts_a_functions_share_over_time(member_client, tenant, compl
     assert share.count("<circle") == 2
     assert share.count('class="point hollow"') == 1  # the run where bm25 did not run at all
     assert "self share of the profile (%)" in share
+
+
+def test_history_draws_one_line_per_engine_never_one_through_both(member_client, tenant, completed):
+    now = timezone.now()
+    for k, engine in enumerate(["py-spy", "py-spy", "yappi", "yappi", "py-spy"]):
+        raw = service_profile({"bm25": 1 + k})
+        raw["engine"] = engine
+        completed(tenant.tenant, raw, started_at=now - timedelta(minutes=50 - k * 10))
+    html = member_client.get(reverse("history", args=[tenant.external_id, "checkout"]), {"function": "bm25"}).content.decode()
+    for chart in (html.split('<svg class="chart"')[i].split("</svg>")[0] for i in (1, 2)):
+        lines = re.findall(r'<polyline class="line" data-series="([^"]+)"[^>]* points="([^"]+)"', chart)
+        assert sorted(series for series, _ in lines) == ["py-spy", "yappi"]
+        assert {series: len(points.split()) for series, points in lines} == {"py-spy": 3, "yappi": 2}
+        assert ">py-spy</text>" in chart and ">yappi</text>" in chart  # the legend
+        assert chart.count("(yappi)</title>") == 2
+    assert "one line per engine" in html
+    assert html.count("<td>yappi</td>") == 2
 
 
 # --- continuous --------------------------------------------------------------------------------------------
