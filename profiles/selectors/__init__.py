@@ -1,5 +1,10 @@
 """Reads: querysets and derived data for the API, the pages and the admin. The caller scopes by tenant."""
 
+from .alerts import (  # noqa: F401
+    alert_compare_url,
+    alert_list,
+    alert_policy_for,
+)
 from .compare import (  # noqa: F401
     ProfilesIncomparable,
     profile_compare,
