@@ -11,23 +11,10 @@ from profiles import services
 from profiles.models import Alert, AlertPolicy, ContinuousProfile, WebhookDelivery
 from tests.webhook_receiver import WebhookReceiver
 
-from .samples import completed_profile, raw_document
+from .samples import completed_profile, sampled_cpu_profile
 
 BASE = "/api/v1/observability/profiling"
 WORKLOAD = {"render": 0.30, "query": 0.25, "serialize": 0.15, "log": 0.10, "auth": 0.08, "cache": 0.07, "idle": 0.05}
-
-
-def window_raw(weights: dict[str, float], samples: int, rng: random.Random) -> dict:
-    """A 60 s cpu window of `samples` 10 ms ticks drawn from the leaf distribution `weights`."""
-    drawn = rng.choices(list(weights), weights=list(weights.values()), k=samples)
-    frames = [{"function": "main", "file": "/app/app.py", "line": 1}]
-    frames += [{"function": name, "file": "/app/app.py", "line": 10 * i} for i, name in enumerate(weights, 1)]
-    rows = [
-        {"stack": [0, i], "value": drawn.count(n) * 10_000_000, "count": drawn.count(n), "thread": "MainThread"}
-        for i, n in enumerate(weights, 1)
-        if drawn.count(n)
-    ]
-    return raw_document("cpu", frames, rows, 60.0)
 
 
 class Service:
@@ -44,7 +31,7 @@ class Service:
         at = self.start + timedelta(minutes=self.count)
         self.count += 1
         load = self.rng.randint(1500, 4500)  # the load changes from minute to minute; the code does not
-        completed_profile(self.tenant, window_raw(weights, load, self.rng), service=self.config.service,
+        completed_profile(self.tenant, sampled_cpu_profile(weights, load, self.rng), service=self.config.service,
                           started_at=at, continuous_slot=at)
         return services.alerts_check_all() if check else 0
 

@@ -6,7 +6,7 @@ import pytest
 
 from profiles import services
 
-from .samples import completed_profile, raw_document, raw_profile
+from .samples import completed_profile, raw_profile, sampled_cpu_profile
 
 BASE = "/api/v1/observability/profiling"
 S = 1_000_000_000  # one second in nanoseconds
@@ -182,30 +182,14 @@ def test_a_rate_profile_of_zero_seconds_is_400_not_500(api_client, tenant):
     assert response.status_code == 400 and "normalized" in response.json()["detail"]
 
 
-def _sampled_raw(weights: dict[str, float], samples: int, rng, *, engine: str | None = None) -> dict:
-    """A 60 s cpu profile of `samples` 10 ms ticks drawn from the leaf distribution `weights`."""
-    drawn = rng.choices(list(weights), weights=list(weights.values()), k=samples)
-    frames = [{"function": "main", "file": "/app/app.py", "line": 1}]
-    frames += [{"function": name, "file": "/app/app.py", "line": 10 * i} for i, name in enumerate(weights, 1)]
-    rows = [
-        {"stack": [0, i], "value": drawn.count(name) * 10_000_000, "count": drawn.count(name), "thread": "MainThread"}
-        for i, name in enumerate(weights, 1)
-        if drawn.count(name)
-    ]
-    raw = raw_document("cpu", frames, rows, 60.0)
-    if engine:
-        raw["engine"] = engine
-    return raw
-
-
 WORKLOAD = {"render": 0.35, "query": 0.3, "serialize": 0.2, "log": 0.1, "auth": 0.05}
 
 
 @pytest.mark.django_db
 def test_the_same_workload_under_more_load_has_no_significant_change_by_share(api_client, tenant):
     rng = random.Random(12)
-    quiet = completed_profile(tenant.tenant, _sampled_raw(WORKLOAD, 2_500, rng))
-    busy = completed_profile(tenant.tenant, _sampled_raw(WORKLOAD, 5_000, rng))
+    quiet = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 2_500, rng))
+    busy = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 5_000, rng))
 
     body = _compare(api_client, quiet, busy, normalization="share").json()
     assert body["normalization"] == "share" and body["valueUnit"] == "fraction of the profile total"
@@ -218,8 +202,8 @@ def test_the_same_workload_under_more_load_has_no_significant_change_by_share(ap
 @pytest.mark.django_db
 def test_an_injected_2x_slowdown_is_significant_by_share(api_client, tenant):
     rng = random.Random(7)
-    base = completed_profile(tenant.tenant, _sampled_raw(WORKLOAD, 2_500, rng))
-    slower = completed_profile(tenant.tenant, _sampled_raw(dict(WORKLOAD, query=0.6), 5_000, rng))
+    base = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 2_500, rng))
+    slower = completed_profile(tenant.tenant, sampled_cpu_profile(dict(WORKLOAD, query=0.6), 5_000, rng))
 
     body = _compare(api_client, base, slower, normalization="share").json()
     [regression] = body["regressions"]
@@ -243,8 +227,8 @@ def test_profiles_of_different_services_are_400_unless_allowed(api_client, tenan
 @pytest.mark.django_db
 def test_profiles_of_different_engines_are_400_unless_allowed(api_client, tenant):
     rng = random.Random(3)
-    sampled = completed_profile(tenant.tenant, _sampled_raw(WORKLOAD, 1_000, rng))
-    traced = completed_profile(tenant.tenant, _sampled_raw(WORKLOAD, 1_000, rng, engine="yappi"))
+    sampled = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 1_000, rng))
+    traced = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 1_000, rng, engine="yappi"))
     refused = _compare(api_client, sampled, traced)
     assert refused.status_code == 400 and "different engines (py-spy and yappi)" in refused.json()["detail"]
     allowed = _compare(api_client, sampled, traced, allowMismatch="true").json()
