@@ -13,7 +13,15 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import services
-from .models import ContinuousProfile, ProfileResult, ProfileType, Status
+from .models import (
+    Alert,
+    AlertWebhook,
+    ContinuousProfile,
+    ProfileResult,
+    ProfileType,
+    Status,
+    WebhookDelivery,
+)
 from .pages.access import scope_to_user, tenants_for_user
 from .pages.formatting import format_value
 
@@ -192,3 +200,34 @@ class ContinuousProfileAdmin(TenantScopedAdmin):
     @admin.action(description="Disable continuous profiling of the selected services")
     def disable(self, request, queryset):
         self._set_enabled(request, queryset, False)
+
+
+class ReadOnlyTenantAdmin(TenantScopedAdmin):
+    """Rows the platform writes (alerts, deliveries): ops staff read them, nobody edits them here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyTenantAdmin):
+    list_display = ("function", "service", "tenant", "profile_type", "status", "baseline_share", "current_share", "opened_at")
+    list_filter = ("tenant", "status", "service", "profile_type")
+    search_fields = ("function", "service")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyTenantAdmin):
+    list_display = ("created_at", "event", "tenant", "url", "status", "attempts", "response_status")
+    list_filter = ("tenant", "status", "event")
+
+
+@admin.register(AlertWebhook)
+class AlertWebhookAdmin(ReadOnlyTenantAdmin):
+    """Set through the API, which checks the URL and shows the new secret once."""
+
+    list_display = ("tenant", "url", "enabled", "updated_at")
+    exclude = ("secret",)

@@ -18,13 +18,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
 from .analysis.compare import IncomparableProfiles
-from .models import ProfileResult, ProfileType, Status
+from .models import Alert, AlertStatus, ProfileResult, ProfileType, Status
 from .pages import charts
 from .pages.access import (
     continuous_for_user,
     get_profile_for_user,
     get_tenant_for_user,
     profiles_for_user,
+    scope_to_user,
     tenants_for_user,
 )
 from .pages.data import (
@@ -418,6 +419,31 @@ def history(request, tenant, service):
             "engines": sorted({engine_of(p) for p in profiles}),
         },
     )
+
+
+# --- alerts --------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def alerts(request):
+    """The user's tenants' regression alerts, open first, each with a link to its diff."""
+    state = request.GET.get("status") if request.GET.get("status") in AlertStatus.values else ""
+    found = selectors.alert_list(
+        queryset=scope_to_user(Alert.objects.select_related("tenant"), request.user), filters={"status": state}
+    )
+    page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [
+        {
+            "alert": alert,
+            "baseline": f"{number(alert.baseline_share * 100)}%",
+            "current": f"{number(alert.current_share * 100)}%",
+            "rise": f"+{number(alert.rise_percent)}%",
+            "compare_url": selectors.alert_compare_url(alert),
+        }
+        for alert in page
+    ]
+    return render(request, "profiles/alerts.html", {"section": "alerts", "rows": rows, "page": page, "status": state})
 
 
 # --- continuous ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from profiles import services
 from profiles.analysis.export import parse_pprof
-from profiles.models import ContinuousProfile, ProfileResult, Status
+from profiles.models import Alert, ContinuousProfile, ProfileResult, Status
 from profiles.pages.flamegraph import DIFF_PALETTE, PALETTE, WARM
 from profiles.signing import flamegraph_token
 
@@ -53,7 +53,7 @@ def test_anonymous_is_sent_to_the_login_page_everywhere(client, mine):
     urls = [
         reverse("profile-list"), page(mine.pk), reverse("profile-status", args=[mine.pk]),
         reverse("profile-download", args=[mine.pk, "folded"]), reverse("compare"),
-        reverse("history", args=[mine.tenant.external_id, mine.service]), reverse("continuous"),
+        reverse("history", args=[mine.tenant.external_id, mine.service]), reverse("continuous"), reverse("alerts"),
     ]
     for url in urls:
         response = client.get(url)
@@ -420,3 +420,40 @@ def test_function_names_from_uploads_are_escaped_everywhere(member_client, tenan
         html = member_client.get(url).content
         assert b"<script>alert" not in html, url
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in member_client.get(page(run.pk)).content
+
+
+# --- alerts ------------------------------------------------------------------------------------------------
+
+
+def _alert(tenant, base, latest, function="bm25"):
+    return Alert.objects.create(
+        tenant=tenant, service=latest.service, profile_type="cpu", function=function, file="/app/search/rank.py", line=52,
+        baseline="trailing24h", threshold_percent=10, baseline_share=0.2, baseline_variance=0.0001, baseline_windows=30,
+        current_share=0.45, peak_share=0.45, profile=latest, baseline_profile=base,
+    )
+
+
+def test_alerts_lists_the_members_alerts_with_a_link_to_their_diff(member_client, tenant, other_tenant, pair, completed):
+    base, slower = pair
+    _alert(tenant.tenant, base, slower)
+    theirs = completed(other_tenant.tenant, service_profile(), service="billing")
+    _alert(other_tenant.tenant, theirs, theirs, function="secret_function")
+    html = member_client.get(reverse("alerts")).content.decode()
+    assert "<code>bm25</code>" in html and "+125%" in html and "20%" in html and "45%" in html
+    assert "secret_function" not in html
+    diff = re.search(r'<a href="([^"]+)">diff</a>', html).group(1).replace("&amp;", "&")
+    page_html = member_client.get(diff).content.decode()
+    regressions = page_html.split("<h2>Regressions")[1].split("<h2>Improvements")[0]
+    assert "<code>bm25</code>" in regressions and "fraction of its profile" in page_html
+    assert "No resolved alerts." in member_client.get(reverse("alerts"), {"status": "resolved"}).content.decode()
+
+
+def test_admin_shows_staff_only_their_tenants_alerts_and_nobody_edits_them(client, member, mine, theirs):
+    _alert(mine.tenant, mine, mine, function="my_function")
+    other = _alert(theirs.tenant, theirs, theirs, function="their_function")
+    member.user_permissions.add(*Permission.objects.filter(codename__in=["view_alert", "change_alert", "add_alert"]))
+    client.force_login(member)
+    html = client.get(reverse("admin:profiles_alert_changelist")).content.decode()
+    assert "my_function" in html and "their_function" not in html
+    assert client.get(reverse("admin:profiles_alert_change", args=[other.pk])).status_code == 302
+    assert client.get(reverse("admin:profiles_alert_add")).status_code == 403
