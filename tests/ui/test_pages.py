@@ -18,7 +18,7 @@ from profiles.pages.flamegraph import DIFF_PALETTE, PALETTE, WARM
 from profiles.signing import flamegraph_token
 
 from .conftest import PASSWORD, complete_profile
-from .factories import service_profile, wide_profile
+from .factories import busier, service_profile, wide_profile
 
 pytestmark = pytest.mark.django_db
 
@@ -248,11 +248,6 @@ def pair(tenant, completed):
     slower = completed(tenant.tenant, busier(service_profile({"bm25": 3.0, "tokenize": 0.2}), 10), started_at=now)
     return base, slower
 
-
-def busier(raw: dict, factor: int) -> dict:
-    """The same profile with `factor` times the samples (a busier service, or more threads)."""
-    samples = [{**s, "value": s["value"] * factor, "count": s["count"] * factor} for s in raw["samples"]]
-    return {**raw, "samples": samples, "sampleCount": raw["sampleCount"] * factor}
 
 
 def test_compare_shows_regressions_improvements_and_a_red_green_differential_graph(member_client, pair):
