@@ -13,8 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class WebhookReceiver:
     """Answers each POST with the next status of `statuses` (then 200) and keeps what it got."""
 
-    def __init__(self, statuses: list[int] | None = None):
+    def __init__(self, statuses: list[int] | None = None, location: str = ""):
         self.requests: list[dict] = []
+        self.location = location  # sent with every answer (a redirect's target)
         self.statuses = list(statuses or [])
         self._lock = threading.Lock()
         receiver = self
@@ -26,6 +27,8 @@ class WebhookReceiver:
                     receiver.requests.append({"headers": dict(self.headers), "body": body})
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.end_headers()
 
             def log_message(self, *args):

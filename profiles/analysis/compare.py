@@ -64,7 +64,7 @@ def profile_estimates(profile: Profile, normalization: str) -> dict[FrameKey, Es
     try:
         return normalize(estimates, total, normalization=normalization, duration_seconds=profile.duration_seconds)
     except CannotNormalize as exc:
-        raise IncomparableProfiles(f"a {profile.profile_type} {exc}") from None
+        raise IncomparableProfiles(f"a {profile.profile_type} profile with {exc}") from None
 
 
 def _default_total(profile: Profile) -> float:

@@ -80,7 +80,7 @@ def normalize(
         return dict(estimates)
     if normalization == "perSecond":
         if duration_seconds <= 0:
-            raise CannotNormalize(f"a profile with durationSeconds {duration_seconds} cannot be normalized per second")
+            raise CannotNormalize(f"durationSeconds {duration_seconds} cannot be normalized per second")
         return {key: e.scaled(1.0 / duration_seconds) for key, e in estimates.items()}
     if normalization == "share":
         if total.value <= 0:

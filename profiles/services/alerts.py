@@ -109,7 +109,7 @@ def alerts_check_service(*, config: ContinuousProfile, policy: AlertPolicy, prof
         baseline_qs = same_engine.filter(started_at__gte=moment - DAY_BEFORE_SPAN, started_at__lt=moment + DAY_BEFORE_SPAN)
     else:
         baseline_qs = same_engine.filter(started_at__gte=oldest_latest - DAY, started_at__lt=oldest_latest)
-    baseline = list(baseline_qs.exclude(pk__in=[w.pk for w in latest]).order_by("-started_at")[:MAX_BASELINE_WINDOWS])
+    baseline = list(baseline_qs.order_by("-started_at")[:MAX_BASELINE_WINDOWS])
     if len(baseline) < MIN_BASELINE_WINDOWS:
         return 0
 
@@ -265,6 +265,16 @@ def _alert_event(*, alert: Alert, event: str) -> WebhookDelivery | None:
     return delivery
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as an error: it could lead to an address the URL check refused."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class DeliveryFailed(Exception):
     """This attempt failed (network error or non-2xx answer); the task retries it later."""
 
@@ -297,7 +307,7 @@ def webhook_deliver(*, delivery_id, final_attempt: bool) -> None:
     )
     try:
         webhook_check_url(delivery.url)
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310 - checked above
+        with _OPENER.open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status, error = exc.code, f"HTTP {exc.code}"

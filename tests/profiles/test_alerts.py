@@ -155,3 +155,23 @@ def test_alerts_are_listed_for_their_tenant_only(tenant, other_tenant, api_clien
     theirs = Alert.objects.get()
     assert api_client.get(f"{BASE}/alerts/{theirs.pk}").status_code == 404
     assert other_tenant.client().get(f"{BASE}/alerts/{theirs.pk}").json()["function"] == "query"
+
+
+@pytest.mark.django_db
+def test_a_redirecting_receiver_is_not_followed(tenant, settings, eager_celery, django_capture_on_commit_callbacks):
+    settings.PROFILING_WEBHOOK_ALLOW_PRIVATE = True
+    target = WebhookReceiver()
+    redirecting = WebhookReceiver(statuses=[307] * 10, location=target.url)
+    try:
+        services.alert_webhook_set(tenant=tenant.tenant, url=redirecting.url)
+        service = Service(tenant.tenant, seed=6)
+        for _ in range(10):
+            service.window()
+        with django_capture_on_commit_callbacks(execute=True):
+            service.window(dict(WORKLOAD, query=0.5))
+        [delivery] = WebhookDelivery.objects.all()
+        assert delivery.status == "failed" and delivery.response_status == 307
+        assert target.requests == []
+    finally:
+        target.close()
+        redirecting.close()
