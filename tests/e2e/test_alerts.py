@@ -1,6 +1,6 @@
 """Regression alerts with the real beat and worker: beat ticks the alert check, the worker runs it
-and delivers the signed webhook to a receiver in this test. Windows are completed profiles of the
-service, stored through the processing services (independent of how agents get their runs)."""
+and delivers the signed webhook to a receiver in this test. Windows are uploaded for runs of past
+slots and processed by the worker (independent of how agents get their runs)."""
 
 import random
 import time
@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from profiles.models import Alert, AlertCheck
+from profiles import services
+from profiles.models import Alert, AlertCheck, Phase, ProfileResult
 from tests.conftest import TenantFixture
-from tests.profiles.samples import completed_profile, sampled_cpu_profile
+from tests.profiles.samples import gzip_json, sampled_cpu_profile
 from tests.webhook_receiver import WebhookReceiver
 
 from .conftest import API
@@ -28,6 +29,21 @@ def _wait_until(predicate, timeout: float, what: str):
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _uploaded_window(e2e, tenant, raw: dict, service: str, at) -> ProfileResult:
+    """A continuous window of `at`, claimed and uploaded as an agent would; the real worker processes it."""
+    run = services.profile_start(
+        tenant=tenant.tenant, service=service, profile_type="cpu", duration_seconds=60, continuous_slot=at
+    )
+    ProfileResult.objects.filter(pk=run.pk).update(started_at=at, phase=Phase.COLLECTING, claimed_at=timezone.now())
+    run.refresh_from_db()
+    services.profile_accept_upload(profile=run, data=gzip_json(raw))
+    _wait_until(
+        lambda: ProfileResult.objects.filter(pk=run.pk, status="completed").exists(),
+        30, f"the worker to process window {at}\n{e2e.logs()}",
+    )
+    return run
 
 
 def test_beat_raises_one_alert_delivers_one_webhook_and_resolves_it(e2e):
@@ -48,7 +64,7 @@ def test_beat_raises_one_alert_delivers_one_webhook_and_resolves_it(e2e):
             """One more minute's window; returns once the beat-driven check has seen it."""
             at = start + timedelta(minutes=len(windows))
             raw = sampled_cpu_profile(weights, rng.randint(1500, 4500), rng)
-            windows.append(completed_profile(tenant.tenant, raw, service="svc-alerts", started_at=at, continuous_slot=at))
+            windows.append(_uploaded_window(e2e, tenant, raw, "svc-alerts", at))
             _wait_until(
                 lambda: AlertCheck.objects.filter(tenant=tenant.tenant, last_profile=windows[-1]).exists(),
                 30, f"the alert check of window {len(windows)}\n{e2e.logs()}",
