@@ -5,6 +5,7 @@ import random
 import pytest
 
 from profiles.analysis import compare_profiles
+from profiles.analysis.compare import compare_estimates
 from profiles.analysis.significance import Estimate, window_estimates
 
 from .conftest import build_profile
@@ -93,3 +94,14 @@ def test_a_function_absent_from_some_windows_counts_as_zero_there():
     key = ("rare", "app.py", 1)
     windows = [{key: Estimate(10.0, 0.0)}, {}, {}, {}]
     assert window_estimates(windows)[key].value == 2.5
+
+
+def test_windows_that_swing_make_a_difference_of_their_means_noise():
+    key = ("query", "app.py", 1)
+    # Each window is measured precisely (tiny sampling variance) but the windows swing +-40 %.
+    before = [{key: Estimate(value, 0.01)} for value in (60.0, 140.0) * 5]
+    after = [{key: Estimate(value, 0.01)} for value in (75.0, 155.0) * 5]  # means 100 -> 115
+    by_counts = compare_estimates({key: Estimate(100.0, 0.01)}, {key: Estimate(115.0, 0.01)})
+    assert by_counts["regressions"][0]["significant"] is True  # what the sampling noise alone says
+    by_windows = compare_estimates(window_estimates(before), window_estimates(after))
+    assert by_windows["regressions"] == [] and by_windows["droppedAsNoise"] == 1
