@@ -165,8 +165,8 @@ PROFILING_CONTINUOUS_PERIOD_SECONDS = env.int("PROFILING_CONTINUOUS_PERIOD_SECON
 PROFILING_CONTINUOUS_WINDOW_SECONDS = env.int("PROFILING_CONTINUOUS_WINDOW_SECONDS", default=10)
 PROFILING_DEFAULT_RETENTION_DAYS = env.int("PROFILING_DEFAULT_RETENTION_DAYS", default=30)
 PROFILING_POLL_SECONDS = env.float("PROFILING_POLL_SECONDS", default=5.0)
-# Regression alerts: how often windows are checked; webhook retries and private targets (tests, dev).
-PROFILING_ALERT_CHECK_SECONDS = env.int("PROFILING_ALERT_CHECK_SECONDS", default=60)
+# Regression alerts: windows are checked as often as they are made; webhook retries; private targets (tests, dev).
+PROFILING_ALERT_CHECK_SECONDS = env.int("PROFILING_ALERT_CHECK_SECONDS", default=PROFILING_CONTINUOUS_PERIOD_SECONDS)
 PROFILING_WEBHOOK_RETRY_SECONDS = env.float("PROFILING_WEBHOOK_RETRY_SECONDS", default=30.0)
 PROFILING_WEBHOOK_ALLOW_PRIVATE = env.bool("PROFILING_WEBHOOK_ALLOW_PRIVATE", default=DEBUG)
 # The platform can profile its own workers (service "profiling-worker").
