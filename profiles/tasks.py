@@ -36,10 +36,12 @@ def check_regression_alerts() -> int:
     return services.alerts_check_all()
 
 
-@shared_task(bind=True, max_retries=services.WEBHOOK_MAX_ATTEMPTS - 1, time_limit=60, soft_time_limit=50)
+@shared_task(bind=True, acks_late=True, max_retries=services.WEBHOOK_MAX_ATTEMPTS - 1, time_limit=60, soft_time_limit=50)
 def deliver_alert_webhook(self, delivery_id: str) -> None:
     """One attempt per run; a failed one is retried with exponential backoff (1, 2, 4 ... times
-    PROFILING_WEBHOOK_RETRY_SECONDS, with jitter), the last failure is logged as failed."""
+    PROFILING_WEBHOOK_RETRY_SECONDS, with jitter), the last failure is logged as failed.
+    acks_late: a worker lost mid-attempt leaves the message to another (at least once; receivers
+    tell repeats apart by X-Profiling-Delivery)."""
     try:
         services.webhook_deliver(delivery_id=delivery_id, final_attempt=self.request.retries >= self.max_retries)
     except services.DeliveryFailed as exc:
