@@ -16,7 +16,16 @@ from django.utils.html import format_html
 from tenants.admin import ReadOnlyAdmin, TenantListFilter, TenantScopedAdmin
 
 from . import services
-from .models import AgentInstance, ContinuousProfile, ProfileResult, ProfileType, Status
+from .models import (
+    AgentInstance,
+    Alert,
+    AlertWebhook,
+    ContinuousProfile,
+    ProfileResult,
+    ProfileType,
+    Status,
+    WebhookDelivery,
+)
 from .pages.formatting import format_value
 
 
@@ -191,3 +200,24 @@ class AgentInstanceAdmin(ReadOnlyAdmin):
         "tenant", "service", "instance_id", "host", "pid", "python", "agent_version", "engines",
         "collecting", "first_seen_at", "last_poll_at",
     )
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("function", "service", "tenant", "profile_type", "status", "baseline_share", "current_share", "opened_at")
+    list_filter = (TenantListFilter, "status", "service", "profile_type")
+    search_fields = ("function", "service")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "event", "tenant", "url", "status", "attempts", "response_status")
+    list_filter = (TenantListFilter, "status", "event")
+
+
+@admin.register(AlertWebhook)
+class AlertWebhookAdmin(ReadOnlyAdmin):
+    """Set through the API, which checks the URL and shows the new secret once."""
+
+    list_display = ("tenant", "url", "enabled", "updated_at")
+    exclude = ("secret",)

@@ -196,3 +196,149 @@ class AgentInstance(models.Model):
 
     def __str__(self):
         return f"{self.service} {self.host}:{self.pid}"
+
+
+# --- regression alerts ---------------------------------------------------------------------------
+
+
+class AlertBaseline(models.TextChoices):
+    TRAILING_24H = "trailing24h", "the trailing 24 hours of windows"
+    DAY_BEFORE = "dayBefore", "the same hour a day earlier"
+
+
+class AlertPolicy(models.Model):
+    """How a continuous configuration's windows are checked for regressions (no row: the defaults)."""
+
+    config = models.OneToOneField(ContinuousProfile, on_delete=models.CASCADE, related_name="alert_policy")
+    enabled = models.BooleanField(default=True)
+    baseline = models.CharField(max_length=16, choices=AlertBaseline.choices, default=AlertBaseline.TRAILING_24H)
+    threshold_percent = models.FloatField(
+        default=10.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(10_000.0)],
+        help_text="a function's share must rise by more than this percent of its baseline share",
+    )
+    latest_windows = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text="how many of the newest windows are compared with the baseline",
+    )
+
+    def __str__(self):
+        return f"alerts of {self.config.service}"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Alert(models.Model):
+    """A function whose share of a service's profiles rose beyond its baseline; one open row per function."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="alerts")
+    service = models.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
+    profile_type = models.CharField(max_length=16, choices=ProfileType.choices)
+    function = models.CharField(max_length=500)
+    file = models.CharField(max_length=1000, blank=True)
+    line = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    baseline = models.CharField(max_length=16, choices=AlertBaseline.choices)
+    threshold_percent = models.FloatField()
+    baseline_share = models.FloatField(help_text="the function's mean self share over the baseline windows")
+    baseline_variance = models.FloatField(help_text="variance of one window's share around the baseline")
+    baseline_windows = models.PositiveIntegerField()
+    current_share = models.FloatField(help_text="its share in the latest windows checked")
+    peak_share = models.FloatField()
+    profile = models.ForeignKey(
+        ProfileResult, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="the latest window checked while open",
+    )
+    baseline_profile = models.ForeignKey(
+        ProfileResult, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="the newest baseline window, the base of the diff",
+    )
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["tenant", "status", "-opened_at"], name="alert_list")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "service", "profile_type", "function", "file", "line"],
+                condition=models.Q(status="open"),
+                name="one_open_alert_per_function",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.service} {self.profile_type} {self.function} ({self.status})"
+
+    @property
+    def rise_percent(self) -> float:
+        if not self.baseline_share:
+            return 100.0
+        return (self.current_share - self.baseline_share) * 100.0 / self.baseline_share
+
+
+class AlertCheck(models.Model):
+    """The newest window checked per service and type: a repeated tick checks nothing twice."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    service = models.CharField(max_length=128)
+    profile_type = models.CharField(max_length=16, choices=ProfileType.choices)
+    last_profile = models.ForeignKey(ProfileResult, null=True, on_delete=models.SET_NULL, related_name="+")
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "service", "profile_type"], name="one_alert_check_per_type"),
+        ]
+
+    def __str__(self):
+        return f"{self.service} {self.profile_type} checked at {self.checked_at:%Y-%m-%d %H:%M}"
+
+
+class AlertWebhook(models.Model):
+    """Where a tenant's alert events are POSTed, signed with HMAC-SHA256 of the body and `secret`."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="alert_webhook")
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(max_length=64, help_text="the signing key; shown when set, kept to sign")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.url
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed", "failed after every retry"
+
+
+class WebhookDelivery(models.Model):
+    """One alert event sent (or being sent) to the tenant's webhook: the delivery log."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=32)
+    url = models.URLField(max_length=2000)
+    body = models.TextField(help_text="the exact JSON body that is signed and sent")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="webhook_delivery_log")]
+
+    def __str__(self):
+        return f"{self.event} -> {self.url} ({self.status})"

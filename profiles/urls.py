@@ -10,6 +10,7 @@ urlpatterns = [
     path("profiles/<uuid:pk>/download/<str:fmt>", views.profile_download, name="profile-download"),
     path("compare/", views.compare, name="compare"),
     path("history/<str:tenant>/<str:service>/", views.history, name="history"),
+    path("alerts/", views.alerts, name="alerts"),
     path("continuous/", views.continuous, name="continuous"),
     path("services/", views.services_inventory, name="services"),
     path("flamegraph/<str:token>/", views.shared_flamegraph, name="flamegraph-shared"),

@@ -16,11 +16,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from tenants.scoping import tenants_for_user
+from tenants.scoping import scope_to_user, tenants_for_user
 
 from . import selectors, services
 from .analysis.compare import IncomparableProfiles
-from .models import ProfileResult, ProfileType, Status
+from .models import Alert, AlertStatus, ProfileResult, ProfileType, Status
 from .pages import charts
 from .pages.access import (
     continuous_for_user,
@@ -237,15 +237,19 @@ def _choice_label(profile: ProfileResult) -> str:
     return f"{profile.service} · {profile.profile_type} · {when} · {str(profile.pk)[:8]}"
 
 
-def _change_rows(rows: list[dict], unit: str, per_second: bool) -> list[dict]:
+def _change_rows(rows: list[dict], unit: str, per_second: bool, share: bool) -> list[dict]:
     largest = max((abs(row["delta"]) for row in rows), default=0) or 1
+
+    def text(value: float) -> str:
+        return f"{number(value * 100)}%" if share else format_value(value, unit, per_second=per_second)
+
     return [
         {
             **row,
             "where": f"{row['file']}:{row['line']}" if row.get("file") else "",
-            "baseText": format_value(row["baseValue"], unit, per_second=per_second),
-            "comparisonText": format_value(row["comparisonValue"], unit, per_second=per_second),
-            "deltaText": ("+" if row["delta"] > 0 else "") + format_value(row["delta"], unit, per_second=per_second),
+            "baseText": text(row["baseValue"]),
+            "comparisonText": text(row["comparisonValue"]),
+            "deltaText": ("+" if row["delta"] > 0 else "") + text(row["delta"]),
             "deltaPercentText": "new" if row["deltaPercent"] is None
             else f"{'+' if row['deltaPercent'] > 0 else ''}{number(row['deltaPercent'])}%",
             "bar": round(100 * abs(row["delta"]) / largest, 1),
@@ -273,28 +277,40 @@ def compare(request):
     for chosen in (base, comparison):
         if chosen is not None and chosen not in candidates:
             candidates.insert(0, chosen)
+    normalization = request.GET.get("normalization") if request.GET.get("normalization") == "share" else None
+    allow_mismatch = request.GET.get("allowMismatch") == "true"
     context = {
         "section": "compare",
         "base": base,
         "comparison": comparison,
         "choices": [(str(p.pk), _choice_label(p)) for p in candidates],
+        "normalization": normalization or "",
+        "allow_mismatch": allow_mismatch,
     }
     if base is not None and comparison is not None:
         if base.pk == comparison.pk:
             context["error"] = "Pick two different profiles."
         else:
             try:
-                result = profiles_comparison(base, comparison)
+                result = profiles_comparison(
+                    base, comparison, normalization=normalization, allow_mismatch=allow_mismatch
+                )
+            except selectors.ProfilesIncomparable as exc:
+                context["error"] = f"These two profiles cannot be compared: {exc}."
+                context["mismatch"] = "allowMismatch" in str(exc)
             except (selectors.ProfileNotReady, IncomparableProfiles) as exc:
                 context["error"] = f"These two profiles cannot be compared: {exc}."
             else:
                 changes = result.result
+                share = changes["normalization"] == "share"
                 context.update(
                     graph=result.graph,
                     overall=changes["overallDelta"],
                     unchanged=changes["unchanged"],
-                    regressions=_change_rows(changes["regressions"], result.unit, result.per_second),
-                    improvements=_change_rows(changes["improvements"], result.unit, result.per_second),
+                    dropped=changes["droppedAsNoise"],
+                    note=changes["note"],
+                    regressions=_change_rows(changes["regressions"], result.unit, result.per_second, share),
+                    improvements=_change_rows(changes["improvements"], result.unit, result.per_second, share),
                     per_second=result.per_second,
                 )
     return render(request, "profiles/compare.html", context)
@@ -331,13 +347,18 @@ def history(request, tenant, service):
     def when(profile: ProfileResult) -> str:
         return timezone.localtime(profile.started_at).strftime("%Y-%m-%d %H:%M:%S")
 
+    def engine_of(profile: ProfileResult) -> str:
+        # Engines attribute time differently: one line per engine, never one through several.
+        return profile.engine or "unknown engine"
+
     trend = charts.line_chart(
         [
             charts.Point(
                 at=p.started_at,
                 value=p.normalized_total,
                 href=reverse("profile-page", args=[p.pk]),
-                title=f"{when(p)}: {fmt(p.normalized_total)}",
+                title=f"{when(p)}: {fmt(p.normalized_total)} ({engine_of(p)})",
+                series=engine_of(p),
             )
             for p in profiles
         ],
@@ -365,8 +386,9 @@ def history(request, tenant, service):
                     at=p.started_at,
                     value=point["selfPercent"],
                     href=reverse("profile-page", args=[p.pk]),
-                    title=f"{when(p)}: {text}",
+                    title=f"{when(p)}: {text} ({engine_of(p)})",
                     hollow=not point["inTopFunctions"],
+                    series=engine_of(p),
                 )
             )
         function_chart = charts.line_chart(
@@ -399,8 +421,34 @@ def history(request, tenant, service):
             "function_svg": function_chart,
             "rows": rows,
             "count": len(profiles),
+            "engines": sorted({engine_of(p) for p in profiles}),
         },
     )
+
+
+# --- alerts --------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def alerts(request):
+    """The user's tenants' regression alerts, open first, each with a link to its diff."""
+    state = request.GET.get("status") if request.GET.get("status") in AlertStatus.values else ""
+    found = selectors.alert_list(
+        queryset=scope_to_user(Alert.objects.select_related("tenant"), request.user), filters={"status": state}
+    )
+    page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [
+        {
+            "alert": alert,
+            "baseline": f"{number(alert.baseline_share * 100)}%",
+            "current": f"{number(alert.current_share * 100)}%",
+            "rise": f"+{number(alert.rise_percent)}%",
+            "compare_url": selectors.alert_compare_url(alert),
+        }
+        for alert in page
+    ]
+    return render(request, "profiles/alerts.html", {"section": "alerts", "rows": rows, "page": page, "status": state})
 
 
 # --- continuous ----------------------------------------------------------------------------------

@@ -187,6 +187,10 @@ PROFILING_CONTINUOUS_WINDOW_SECONDS = env.int(
 PROFILING_AGENT_LIVE_SECONDS = env.int("PROFILING_AGENT_LIVE_SECONDS", default=60)
 PROFILING_DEFAULT_RETENTION_DAYS = env.int("PROFILING_DEFAULT_RETENTION_DAYS", default=30)
 PROFILING_POLL_SECONDS = env.float("PROFILING_POLL_SECONDS", default=5.0)
+# Regression alerts: windows are checked as often as they are made; webhook retries; private targets (tests, dev).
+PROFILING_ALERT_CHECK_SECONDS = env.int("PROFILING_ALERT_CHECK_SECONDS", default=PROFILING_CONTINUOUS_PERIOD_SECONDS)
+PROFILING_WEBHOOK_RETRY_SECONDS = env.float("PROFILING_WEBHOOK_RETRY_SECONDS", default=30.0)
+PROFILING_WEBHOOK_ALLOW_PRIVATE = env.bool("PROFILING_WEBHOOK_ALLOW_PRIVATE", default=DEBUG)
 # The platform can profile its own workers (service "profiling-worker").
 PROFILING_SELF = env.bool("PROFILING_SELF", default=False)
 
@@ -200,6 +204,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=PROFILING_CONTINUOUS_PERIOD_SECONDS),
         # A tick still queued when the next one is due is dropped: that slot is gone.
         "options": {"expires": PROFILING_CONTINUOUS_PERIOD_SECONDS},
+    },
+    "check-regression-alerts": {
+        "task": "profiles.tasks.check_regression_alerts",
+        "schedule": timedelta(seconds=PROFILING_ALERT_CHECK_SECONDS),
+        "options": {"expires": PROFILING_ALERT_CHECK_SECONDS},
     },
     "purge-expired-profiles": {
         "task": "profiles.tasks.purge_expired_profiles",

@@ -41,6 +41,9 @@ DEFAULT_ALLOC_SAMPLE_BYTES = 512 * 1024
 #: The agent's CPU over the process's CPU in the window, percent: what "overheadPercent" holds.
 MAX_OVERHEAD_PERCENT = 10_000
 
+#: Engines that record every call or allocation instead of sampling: no sampling noise in their values.
+EXACT_ENGINES: frozenset[str] = frozenset({"yappi", "memray"})
+
 #: Engines that slow the host several-fold: the server caps their windows (seconds).
 HEAVY_ENGINE_MAX_SECONDS: dict[str, int] = {"yappi": 300, "memray": 300}
 #: Engines that install the same per-thread hook: one of them at a time per process.

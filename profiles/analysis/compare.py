@@ -1,19 +1,32 @@
 """Compare two profiles of the same type: per-function regressions and improvements.
 
-Profiles of different lengths are only comparable after normalization: rates (cpu, block,
-mutex, alloc, goroutine) are divided by the wall-clock duration, so a 30 s and a 60 s profile
-of the same workload agree; memory (live bytes at the end) is a level, compared raw.
+Profiles of different lengths are only comparable after normalization: by default rates (cpu,
+block, mutex, alloc, goroutine) are divided by the wall-clock duration, so a 30 s and a 60 s
+profile of the same workload agree, and memory (live bytes at the end) is a level, compared raw;
+`share` compares each function's fraction of its profile, which a change of load does not move.
+Each change is tested against the sampling noise (significance.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .flamegraph import DEFAULT_MAX_NODES, build_flame_tree
 from .model import FrameKey, Profile
-from .summary import self_values
+from .significance import (
+    DEFAULT_FALSE_ALARM_RATE,
+    RAW_TYPES,
+    CannotNormalize,
+    Estimate,
+    change_noise,
+    critical_z,
+    default_normalization,
+    is_significant,
+    normalize,
+    sampled_self_estimates,
+)
 
-RAW_TYPES = frozenset({"memory"})
 # A change smaller than this share of the larger normalized total is noise, whatever its percent.
 NEGLIGIBLE_SHARE = 0.001
 
@@ -23,7 +36,7 @@ class IncomparableProfiles(ValueError):
 
 
 def normalization_scale(profile: Profile) -> float | None:
-    """Factor that turns the profile's values into compared values; None means raw values."""
+    """Factor that turns the profile's values into per-second values; None means raw values."""
     if profile.profile_type in RAW_TYPES:
         return None
     if profile.duration_seconds <= 0:
@@ -41,104 +54,135 @@ def _check_comparable(base: Profile, comparison: Profile) -> None:
         )
 
 
-def _scaled(values: dict[FrameKey, float], scale: float | None) -> dict[FrameKey, float]:
-    if scale is None:
-        return values
-    return {key: value * scale for key, value in values.items()}
-
-
-def _functions_in_samples(profile: Profile) -> set[FrameKey]:
-    keys, frame_ids = profile.function_table
-    indices: set[int] = set()
-    for sample in profile.samples:
-        indices.update(sample.stack)
-    return {keys[frame_ids[i]] for i in indices}
-
-
 def _round2(value: float) -> float:
     return round(value, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def profile_estimates(profile: Profile, normalization: str) -> dict[FrameKey, Estimate]:
+    """Each function's normalized self value with its sampling noise."""
+    estimates, total = sampled_self_estimates(profile)
+    try:
+        return normalize(estimates, total, normalization=normalization, duration_seconds=profile.duration_seconds)
+    except CannotNormalize as exc:
+        raise IncomparableProfiles(f"a {profile.profile_type} profile with {exc}") from None
+
+
+def _default_total(profile: Profile) -> float:
+    scale = normalization_scale(profile)
+    return profile.total * (1 if scale is None else scale)
 
 
 def compare_profiles(
     base: Profile,
     comparison: Profile,
     *,
+    normalization: str | None = None,
     noise_threshold_percent: float = 5.0,
     limit: int | None = 100,
+    include_noise: bool = False,
 ) -> dict[str, Any]:
     """Per-function self-value changes from `base` to `comparison`, normalized.
 
-    A function is unchanged when its self value moved by at most `noise_threshold_percent`
-    of its base value, or by less than 0.1% of the larger normalized profile total (too small
-    to matter, e.g. 1 sample appearing). Every function seen in either profile counts,
-    including callers that are never a leaf (self 0 on both sides: unchanged).
-
-    Returns {"improvements", "regressions", "unchanged", "overallDelta"}: the lists hold
-    rows sorted by |delta| desc (at most `limit` each); deltaPercent is None for an added
-    function (no base value); overallDelta is the percent change of the normalized totals
-    (0 when both are zero, 100 when only the base is zero).
+    `normalization` is perSecond, share or none (None: perSecond, memory none). overallDelta is
+    always the percent change of the per-second totals (bytes for memory): shares sum to 1.
+    See `compare_estimates` for the rows.
     """
     _check_comparable(base, comparison)
+    normalization = normalization or default_normalization(base.profile_type)
+    result = compare_estimates(
+        profile_estimates(base, normalization),
+        profile_estimates(comparison, normalization),
+        noise_threshold_percent=noise_threshold_percent,
+        limit=limit,
+        include_noise=include_noise,
+    )
+    base_total, comparison_total = _default_total(base), _default_total(comparison)
+    if base_total:
+        overall = _round2((comparison_total - base_total) * 100.0 / base_total)
+    else:
+        overall = 100.0 if comparison_total else 0.0
+    return {**result, "overallDelta": overall, "normalization": normalization}
+
+
+def compare_estimates(
+    base: Mapping[FrameKey, Estimate],
+    comparison: Mapping[FrameKey, Estimate],
+    *,
+    noise_threshold_percent: float = 5.0,
+    limit: int | None = 100,
+    include_noise: bool = False,
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
+) -> dict[str, Any]:
+    """Rows of the functions whose normalized value changed beyond the threshold and the noise.
+
+    A function is unchanged when its value moved by at most `noise_threshold_percent` of its
+    base value, or by less than 0.1% of the larger total (too small to matter, e.g. 1 sample
+    appearing). A change beyond that is `significant` when it exceeds the sampling noise
+    (`noise`: the standard deviation of the delta) at a family-wise false-alarm rate of 1%
+    over all functions; the others are dropped as noise (counted in droppedAsNoise) unless
+    `include_noise`.
+
+    Returns {"improvements", "regressions", "unchanged", "droppedAsNoise"}: the lists hold
+    rows sorted by |delta| desc (at most `limit` each); deltaPercent is None for an added
+    function (no base value).
+    """
     if limit is not None and limit < 0:
         raise ValueError("limit must be >= 0 or None")
-    base_scale = normalization_scale(base)
-    comparison_scale = normalization_scale(comparison)
-    base_self = _scaled(self_values(base), base_scale)
-    comparison_self = _scaled(self_values(comparison), comparison_scale)
-    base_total = base.total * (1 if base_scale is None else base_scale)
-    comparison_total = comparison.total * (1 if comparison_scale is None else comparison_scale)
-    negligible = NEGLIGIBLE_SHARE * max(base_total, comparison_total)
-
-    functions = _functions_in_samples(base) | _functions_in_samples(comparison)
-    unchanged = 0
-    improvements: list[tuple[float, FrameKey, float, float]] = []
-    regressions: list[tuple[float, FrameKey, float, float]] = []
+    zero = Estimate(0.0, 0.0)
+    functions = set(base) | set(comparison)
+    negligible = NEGLIGIBLE_SHARE * max(
+        sum(e.value for e in base.values()), sum(e.value for e in comparison.values())
+    )
+    z = critical_z(len(functions), false_alarm_rate)
+    unchanged = dropped = 0
+    improvements: list[tuple[float, FrameKey, Estimate, Estimate, bool]] = []
+    regressions: list[tuple[float, FrameKey, Estimate, Estimate, bool]] = []
     for key in functions:
-        before = base_self.get(key, 0)
-        after = comparison_self.get(key, 0)
-        delta = after - before
+        before, after = base.get(key, zero), comparison.get(key, zero)
+        delta = after.value - before.value
         if (
             delta == 0
             or abs(delta) < negligible
-            or (before and abs(delta) * 100.0 <= noise_threshold_percent * before)
+            or (before.value and abs(delta) * 100.0 <= noise_threshold_percent * before.value)
         ):
             unchanged += 1
-        elif delta > 0:
-            regressions.append((-abs(delta), key, before, after))
-        else:
-            improvements.append((-abs(delta), key, before, after))
+            continue
+        significant = is_significant(before, after, z)
+        if not significant:
+            dropped += 1
+            if not include_noise:
+                continue
+        (regressions if delta > 0 else improvements).append((-abs(delta), key, before, after, significant))
 
-    def rows(changed: list[tuple[float, FrameKey, float, float]]) -> list[dict[str, Any]]:
+    def rows(changed: list[tuple[float, FrameKey, Estimate, Estimate, bool]]) -> list[dict[str, Any]]:
         changed.sort(key=lambda item: (item[0], item[1]))
         if limit is not None:
             changed = changed[:limit]
         result = []
-        for _, (function, file, line), before, after in changed:
-            delta = after - before
-            status = "added" if not before else "removed" if not after else "changed"
+        for _, (function, file, line), before, after, significant in changed:
+            delta = after.value - before.value
+            status = "added" if not before.value else "removed" if not after.value else "changed"
             result.append(
                 {
                     "function": function,
                     "file": file,
                     "line": line,
-                    "baseValue": before,
-                    "comparisonValue": after,
+                    "baseValue": before.value,
+                    "comparisonValue": after.value,
                     "delta": delta,
-                    "deltaPercent": _round2(delta * 100.0 / before) if before else None,
+                    "deltaPercent": _round2(delta * 100.0 / before.value) if before.value else None,
                     "status": status,
+                    "significant": significant,
+                    "noise": change_noise(before, after),
                 }
             )
         return result
 
-    if base_total:
-        overall = _round2((comparison_total - base_total) * 100.0 / base_total)
-    else:
-        overall = 100.0 if comparison_total else 0.0
     return {
         "improvements": rows(improvements),
         "regressions": rows(regressions),
         "unchanged": unchanged,
-        "overallDelta": overall,
+        "droppedAsNoise": dropped,
     }
 
 

@@ -50,9 +50,13 @@ class ProfileSummaryFields(serializers.ModelSerializer):
     profileType = serializers.CharField(source="profile_type")
     startedAt = serializers.DateTimeField(source="started_at")
     completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
-    durationSeconds = serializers.FloatField(source="effective_duration_seconds")
+    durationSeconds = serializers.SerializerMethodField(help_text="whole seconds collected (the seed's integer)")
+    durationSecondsPrecise = serializers.FloatField(source="effective_duration_seconds")
     sampleCount = serializers.IntegerField(source="sample_count")
     totalValue = serializers.IntegerField(source="total_value")
+
+    def get_durationSeconds(self, obj) -> int:
+        return round(obj.effective_duration_seconds)
 
 
 class ProfileResultSerializer(ProfileSummaryFields):
@@ -68,7 +72,7 @@ class ProfileResultSerializer(ProfileSummaryFields):
         model = ProfileResult
         fields = [
             "id", "service", "profileType", "status", "startedAt", "completedAt", "durationSeconds",
-            "sampleCount", "topFunctions", "flameGraphUrl",
+            "durationSecondsPrecise", "sampleCount", "topFunctions", "flameGraphUrl",
             "sampleRate", "unit", "totalValue", "engine", "phase", "progress", "error", "continuous",
             "instance", "notes", "sizeBytes", "overheadPercent",
         ]
@@ -182,7 +186,8 @@ class HistoryItemSerializer(ProfileSummaryFields):
         model = ProfileResult
         fields = [
             "id", "service", "profileType", "status", "startedAt", "completedAt", "durationSeconds",
-            "sampleCount", "continuous", "unit", "totalValue", "normalizedTotal", "function",
+            "durationSecondsPrecise", "sampleCount", "continuous", "engine", "unit", "totalValue",
+            "normalizedTotal", "function",
         ]
         read_only_fields = fields
 
@@ -260,6 +265,18 @@ class CompareQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(
         min_value=1, max_value=1000, default=100, help_text="at most this many improvements and regressions each"
     )
+    normalization = serializers.ChoiceField(
+        choices=["perSecond", "share"],
+        required=False,
+        help_text="perSecond: per second of wall time (the default; memory: bytes as they are); "
+        "share: each function's fraction of its profile's total, which a change of load does not move",
+    )
+    allowMismatch = serializers.BooleanField(
+        default=False, help_text="compare profiles of different services or engines (refused by default)"
+    )
+    includeNoise = serializers.BooleanField(
+        default=False, help_text="also list changes within sampling noise (significant: false)"
+    )
 
 
 DELTA_STATUSES = ("changed", "added", "removed")
@@ -301,6 +318,10 @@ class FunctionDeltaSerializer(serializers.Serializer):
     delta = serializers.FloatField()
     deltaPercent = serializers.FloatField(allow_null=True, help_text="null when the function is new")
     status = DeltaStatusField(choices=DELTA_STATUSES)
+    significant = serializers.BooleanField(
+        help_text="the change is beyond sampling noise (1% family-wise false-alarm rate over the functions)"
+    )
+    noise = serializers.FloatField(help_text="standard deviation of the delta from sampling alone")
 
 
 class ProfileComparisonSerializer(serializers.Serializer):
@@ -311,16 +332,28 @@ class ProfileComparisonSerializer(serializers.Serializer):
     improvements = FunctionDeltaSerializer(many=True)
     regressions = FunctionDeltaSerializer(many=True)
     unchanged = serializers.IntegerField()
-    overallDelta = serializers.FloatField(help_text="percent change of the normalized totals")
+    droppedAsNoise = serializers.IntegerField(
+        help_text="changes beyond noiseThresholdPercent left out of the lists as within sampling noise"
+    )
+    overallDelta = serializers.FloatField(help_text="percent change of the per-second totals (bytes for memory)")
     profileType = serializers.ChoiceField(choices=ProfileType.choices)
-    unit = serializers.CharField()
+    unit = serializers.CharField(help_text="the profiles' unit")
+    valueUnit = serializers.CharField(help_text="the unit of baseValue, comparisonValue and delta")
     normalization = serializers.ChoiceField(
-        choices=["perSecond", "none"], help_text="perSecond: values per second of wall time"
+        choices=["perSecond", "share", "none"],
+        help_text="perSecond: per second of wall time; share: fraction of the profile total; none: as measured",
     )
     note = serializers.CharField()
     noiseThresholdPercent = serializers.FloatField()
-    baseDurationSeconds = serializers.FloatField()
-    comparisonDurationSeconds = serializers.FloatField()
+    baseDurationSeconds = serializers.IntegerField(help_text="whole seconds, as the seed's durationSeconds")
+    comparisonDurationSeconds = serializers.IntegerField()
+    baseDurationSecondsPrecise = serializers.FloatField()
+    comparisonDurationSecondsPrecise = serializers.FloatField()
+    baseEngine = serializers.CharField(allow_blank=True)
+    comparisonEngine = serializers.CharField(allow_blank=True)
+    mismatch = serializers.CharField(
+        allow_null=True, help_text="why the profiles differ beyond code (services, engines), when allowMismatch let it pass"
+    )
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ class ProfileDetailView(TenantScopedAPIView):
     queryset = ProfileResult.objects.all()
     serializer_class = ProfileResultSerializer
     lookup_url_kwarg = "profile_id"
+    not_found_detail = "profile not found"
 
     @extend_schema(responses={200: ProfileResultSerializer, **AUTH_ERRORS, **NOT_FOUND})
     def get(self, request, profile_id):
@@ -168,8 +169,11 @@ class ProfileCompareView(TenantScopedAPIView):
             result = selectors.profile_compare(
                 base=base,
                 comparison=comparison,
+                normalization=params.get("normalization"),
                 noise_threshold_percent=params["noiseThresholdPercent"],
                 limit=params["limit"],
+                allow_mismatch=params["allowMismatch"],
+                include_noise=params["includeNoise"],
             )
         except selectors.ProfilesIncomparable as exc:
             raise Incomparable(str(exc)) from None
@@ -191,6 +195,7 @@ class ProfileExportView(TenantScopedAPIView):
 
     queryset = ProfileResult.objects.all()
     lookup_url_kwarg = "profile_id"
+    not_found_detail = "profile not found"
     content_negotiation_class = ExportNegotiation
 
     @extend_schema(
@@ -260,6 +265,7 @@ class ContinuousDetailView(TenantScopedAPIView):
     serializer_class = ContinuousProfileSerializer
     lookup_field = "service"
     lookup_url_kwarg = "service"
+    not_found_detail = "No continuous-profiling configuration for this service."
 
     def get_object(self):
         # A name no configuration can have (e.g. with a NUL byte, which PostgreSQL refuses) is a 404.

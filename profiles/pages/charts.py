@@ -11,6 +11,8 @@ from html import escape
 WIDTH, HEIGHT = 1240, 320
 LEFT, RIGHT, TOP, BOTTOM = 92, 28, 20, 52
 PAD_X = 18  # keeps the first and last points off the axes
+# Colours of the second and later series (the first uses the stylesheet's accent).
+SERIES_COLOURS = ("#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#1098ad")
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Point:
     href: str = ""
     title: str = ""
     hollow: bool = False  # drawn as an open circle (e.g. "not measured" rather than zero)
+    series: str = ""  # points of different series are never joined by one line (e.g. engines)
 
 
 def nice_ticks(maximum: float, count: int = 5) -> list[float]:
@@ -58,7 +61,10 @@ def line_chart(
     label: str = "",
     empty_text: str = "No data points yet.",
 ) -> str:
-    """An SVG time-series chart (escaped markup). Points are drawn in time order, linked when they have an href."""
+    """An SVG time-series chart (escaped markup). Points are drawn in time order, linked when they have an href.
+
+    Each series gets its own line and colour, and a legend when there is more than one.
+    """
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     out = [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -103,14 +109,30 @@ def line_chart(
         f'text-anchor="middle">{escape(y_label)}</text>'
     )
 
-    coords = [(sx(p.at), sy(p.value)) for p in points]
-    if len(coords) > 1:
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-        out.append(f'<polyline class="line" points="{path}"/>')
-    for point, (x, y) in zip(points, coords, strict=True):
+    names = list(dict.fromkeys(p.series for p in points))
+    style = {
+        name: "" if i == 0 else f' style="stroke:{SERIES_COLOURS[(i - 1) % len(SERIES_COLOURS)]}"'
+        for i, name in enumerate(names)
+    }
+    fill = {name: value.replace("stroke:", "fill:") if value else "" for name, value in style.items()}
+    for name in names:
+        coords = [(sx(p.at), sy(p.value)) for p in points if p.series == name]
+        if len(coords) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+            out.append(f'<polyline class="line" data-series="{escape(name)}"{style[name]} points="{path}"/>')
+    for point in points:
+        x, y = sx(point.at), sy(point.value)
         title = f"<title>{escape(point.title)}</title>" if point.title else ""
         css = "point hollow" if point.hollow else "point"
-        circle = f'<circle class="{css}" cx="{x:.1f}" cy="{y:.1f}" r="4.5">{title}</circle>'
+        colour = style[point.series] if point.hollow else fill[point.series]
+        circle = f'<circle class="{css}"{colour} cx="{x:.1f}" cy="{y:.1f}" r="4.5">{title}</circle>'
         out.append(f'<a href="{escape(point.href)}">{circle}</a>' if point.href else circle)
+    if len(names) > 1:
+        for i, name in enumerate(names):
+            y = TOP + 14 + 16 * i
+            out.append(
+                f'<g class="legend"><line class="line"{style[name]} x1="{LEFT + plot_w - 150}" x2="{LEFT + plot_w - 130}" '
+                f'y1="{y - 4}" y2="{y - 4}"/><text class="tick" x="{LEFT + plot_w - 124}" y="{y}">{escape(name or "unknown")}</text></g>'
+            )
     out.append("</svg>")
     return "".join(out)

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..analysis.compare import compare_profiles, differential_tree, normalization_scale
+from ..analysis.compare import differential_tree, normalization_scale
 from ..models import ProfileResult
-from ..selectors import profile_flame_tree, profile_load_analysis
+from ..selectors import profile_compare, profile_flame_tree, profile_load_analysis
 from .flamegraph import FlameGraph, render_flamegraph
 
 # --- flame graphs, cached per process -------------------------------------------------------------
@@ -60,16 +60,21 @@ class Comparison:
     per_second: bool
 
 
-def profiles_comparison(base: ProfileResult, comparison: ProfileResult) -> Comparison:
-    """Regressions, improvements and the differential flame graph of two profiles.
+def profiles_comparison(
+    base: ProfileResult, comparison: ProfileResult, *, normalization: str | None = None, allow_mismatch: bool = False
+) -> Comparison:
+    """The API's comparison (selectors.profile_compare) and the differential flame graph of two profiles.
 
-    Raises selectors.ProfileNotReady (either side unreadable) or IncomparableProfiles.
+    Raises selectors.ProfileNotReady (either side unreadable), selectors.ProfilesIncomparable
+    or IncomparableProfiles.
     """
 
     def build() -> Comparison:
+        result = profile_compare(
+            base=base, comparison=comparison, normalization=normalization, allow_mismatch=allow_mismatch
+        )
         before = profile_load_analysis(profile=base)
         after = profile_load_analysis(profile=comparison)
-        result = compare_profiles(before, after)
         per_second = normalization_scale(after) is not None
         graph = render_flamegraph(
             differential_tree(before, after, max_nodes=MAX_NODES),
@@ -79,4 +84,4 @@ def profiles_comparison(base: ProfileResult, comparison: ProfileResult) -> Compa
         )
         return Comparison(result=result, graph=graph, unit=after.unit, per_second=per_second)
 
-    return _cached(("compare", *_version(base), *_version(comparison)), build)
+    return _cached(("compare", normalization, allow_mismatch, *_version(base), *_version(comparison)), build)

@@ -5,9 +5,13 @@ from .agents import (  # noqa: F401
     service_inventory,
     start_warnings,
 )
+from .alerts import (  # noqa: F401
+    alert_compare_url,
+    alert_list,
+    alert_policy_for,
+)
 from .compare import (  # noqa: F401
     ProfilesIncomparable,
-    normalization_of,
     profile_compare,
 )
 from .continuous import (  # noqa: F401

@@ -1,5 +1,17 @@
 """Writes: views, tasks and commands call these, never the ORM directly. One module per concern."""
 
+from .alerts import (  # noqa: F401
+    WEBHOOK_MAX_ATTEMPTS,
+    DeliveryFailed,
+    WebhookRefused,
+    alert_policy_set,
+    alert_webhook_delete,
+    alert_webhook_set,
+    alerts_check_all,
+    alerts_check_service,
+    webhook_deliver,
+    webhook_signature,
+)
 from .continuous import (  # noqa: F401
     continuous_dispatch,
     continuous_profile_delete,

@@ -13,11 +13,14 @@ def build_profile(
     profile_type: str = "cpu",
     duration: float = 10.0,
     file: str = "app.py",
+    engine: str | None = None,
+    counts: dict[str, int] | None = None,
 ) -> Profile:
     """A profile from folded-like stacks: {"main;work;leaf": value} or [(stack, value, thread)].
 
     Each distinct name becomes one frame in `file`; "name:12" sets its line (default 1), so
-    equal names in two profiles are the same function.
+    equal names in two profiles are the same function. Each stack is one sample unless
+    `counts` gives its number of samples; `engine` defaults to py-spy (memray for memory types).
     """
     if isinstance(stacks, dict):
         stacks = [(stack, value, "MainThread") for stack, value in stacks.items()]
@@ -25,11 +28,11 @@ def build_profile(
     samples = []
     for stack, value, thread in stacks:
         frames = tuple(index.setdefault(name, len(index)) for name in stack.split(";"))
-        samples.append(Sample(frames, value, 1, thread))
+        samples.append(Sample(frames, value, (counts or {}).get(stack, 1), thread))
     return Profile(
         profile_type=profile_type,
         unit=UNIT_BY_TYPE[profile_type],
-        engine="memray" if profile_type in ("memory", "alloc") else "py-spy",
+        engine=engine or ("memray" if profile_type in ("memory", "alloc") else "py-spy"),
         duration_seconds=duration,
         sample_rate=100,
         sample_count=len(samples),

@@ -1,8 +1,20 @@
+"""Compare's rows and thresholds, on exact-engine profiles (no sampling noise; see test_significance.py)."""
+
+import functools
+
 import pytest
 
 from profiles.analysis import IncomparableProfiles, compare_profiles, differential_tree
 
+from .conftest import build_profile
+
 WORKLOAD = {"main;handle;render": 400, "main;handle;query": 300, "main;log": 200, "main": 100}
+
+
+@pytest.fixture
+def make_profile():
+    """Profiles of yappi, which records every call: every change beyond the threshold is significant."""
+    return functools.partial(build_profile, engine="yappi")
 
 
 def scaled(stacks, factor):
@@ -27,6 +39,8 @@ def test_a_function_made_twice_as_slow_is_a_regression(make_profile):
             "delta": pytest.approx(30.0),
             "deltaPercent": 100.0,
             "status": "changed",
+            "significant": True,
+            "noise": 0.0,
         }
     ]
     assert result["unchanged"] == 4  # main, handle, render, log
@@ -39,7 +53,14 @@ def test_30s_and_60s_profiles_of_the_same_workload_are_unchanged(make_profile):
 
     result = compare_profiles(short, long)
 
-    assert result == {"improvements": [], "regressions": [], "unchanged": 5, "overallDelta": 0.0}
+    assert result == {
+        "improvements": [],
+        "regressions": [],
+        "unchanged": 5,
+        "droppedAsNoise": 0,
+        "overallDelta": 0.0,
+        "normalization": "perSecond",
+    }
 
 
 def test_memory_is_compared_raw_not_per_second(make_profile):
@@ -126,7 +147,9 @@ def test_overall_delta_of_empty_profiles(make_profile):
         "improvements": [],
         "regressions": [],
         "unchanged": 0,
+        "droppedAsNoise": 0,
         "overallDelta": 0.0,
+        "normalization": "perSecond",
     }
     assert compare_profiles(empty, make_profile({"a": 1}))["overallDelta"] == 100.0
 

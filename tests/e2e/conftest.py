@@ -123,6 +123,9 @@ def platform(django_db_setup, django_db_blocker):
         "PROFILING_POLL_SECONDS": "1",
         "PROFILING_CONTINUOUS_PERIOD_SECONDS": str(CONTINUOUS_PERIOD_SECONDS),
         "PROFILING_CONTINUOUS_WINDOW_SECONDS": str(CONTINUOUS_PERIOD_SECONDS),  # back to back
+        "PROFILING_ALERT_CHECK_SECONDS": "1",
+        "PROFILING_WEBHOOK_ALLOW_PRIVATE": "true",
+        "PROFILING_WEBHOOK_RETRY_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",
     }

@@ -102,3 +102,20 @@ def claim_one(tenant, service: str, *, pid: int = 42):
     )
     claims = services.profile_claim_for(tenant=tenant, service=service, instance=instance)
     return claims[0] if claims else None
+
+
+def sampled_cpu_profile(weights: dict[str, float], samples: int, rng, *, engine: str | None = None) -> dict:
+    """A 60 s cpu profile of `samples` 10 ms ticks drawn from the leaf distribution `weights`
+    (each name a leaf under `main`): the same code measured with independent sampling noise."""
+    drawn = rng.choices(list(weights), weights=list(weights.values()), k=samples)
+    frames = [{"function": "main", "file": "/app/app.py", "line": 1}]
+    frames += [{"function": name, "file": "/app/app.py", "line": 10 * i} for i, name in enumerate(weights, 1)]
+    rows = [
+        {"stack": [0, i], "value": drawn.count(name) * 10_000_000, "count": drawn.count(name), "thread": "MainThread"}
+        for i, name in enumerate(weights, 1)
+        if drawn.count(name)
+    ]
+    raw = raw_document("cpu", frames, rows, 60.0)
+    if engine:
+        raw["engine"] = engine
+    return raw

@@ -1,10 +1,12 @@
 """GET /compare: normalized per-function deltas between two completed profiles of one tenant."""
 
+import random
+
 import pytest
 
 from profiles import services
 
-from .samples import completed_profile, raw_profile
+from .samples import completed_profile, raw_profile, sampled_cpu_profile
 
 BASE = "/api/v1/observability/profiling"
 S = 1_000_000_000  # one second in nanoseconds
@@ -66,12 +68,30 @@ def test_improvements_and_functions_on_one_side_only(api_client, tenant):
 
 @pytest.mark.django_db
 def test_the_noise_threshold_decides_what_is_unchanged(api_client, tenant):
-    base = completed_profile(tenant.tenant, raw_profile({"parse": 50 * S, "render": 10 * S}))
-    comparison = completed_profile(tenant.tenant, raw_profile({"parse": 52 * S, "render": 10 * S}))  # +4 %
-    assert _compare(api_client, base, comparison).json()["regressions"] == []
+    # Ten minutes at 100 Hz: 50,000 samples, so a 4 % move is far beyond sampling noise.
+    base = completed_profile(tenant.tenant, raw_profile({"parse": 500 * S, "render": 100 * S}, duration=600))
+    comparison = completed_profile(tenant.tenant, raw_profile({"parse": 520 * S, "render": 100 * S}, duration=600))
+    default = _compare(api_client, base, comparison).json()
+    assert default["regressions"] == [] and default["droppedAsNoise"] == 0
     strict = _compare(api_client, base, comparison, noiseThresholdPercent=1).json()
     assert [row["function"] for row in strict["regressions"]] == ["parse"]
+    assert strict["regressions"][0]["significant"] is True
     assert strict["noiseThresholdPercent"] == 1.0
+
+
+@pytest.mark.django_db
+def test_a_move_beyond_the_threshold_but_within_sampling_noise_is_dropped_and_counted(api_client, tenant):
+    # 5,000 vs 5,200 samples: +4 % is about 2 standard deviations, expected by chance among functions.
+    base = completed_profile(tenant.tenant, raw_profile({"parse": 50 * S, "render": 10 * S}))
+    comparison = completed_profile(tenant.tenant, raw_profile({"parse": 52 * S, "render": 10 * S}))
+    body = _compare(api_client, base, comparison, noiseThresholdPercent=1).json()
+    assert body["regressions"] == [] and body["droppedAsNoise"] == 1
+    assert "sampling noise" in body["note"]
+    listed = _compare(api_client, base, comparison, noiseThresholdPercent=1, includeNoise="true").json()
+    [row] = listed["regressions"]
+    assert row["function"] == "parse" and row["significant"] is False
+    # The noise is the standard deviation of the delta: sqrt(5000 + 5200) samples of 10 ms, per second.
+    assert row["noise"] == pytest.approx((10_200**0.5) * 0.01 * S / 60)
 
 
 @pytest.mark.django_db
@@ -160,3 +180,77 @@ def test_a_rate_profile_of_zero_seconds_is_400_not_500(api_client, tenant):
     empty = completed_profile(tenant.tenant, raw_profile({"parse": S}, duration=0))
     response = _compare(api_client, base, empty)
     assert response.status_code == 400 and "normalized" in response.json()["detail"]
+
+
+WORKLOAD = {"render": 0.35, "query": 0.3, "serialize": 0.2, "log": 0.1, "auth": 0.05}
+
+
+@pytest.mark.django_db
+def test_the_same_workload_under_more_load_has_no_significant_change_by_share(api_client, tenant):
+    rng = random.Random(12)
+    quiet = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 2_500, rng))
+    busy = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 5_000, rng))
+
+    body = _compare(api_client, quiet, busy, normalization="share").json()
+    assert body["normalization"] == "share" and body["valueUnit"] == "fraction of the profile total"
+    assert body["regressions"] == [] and body["improvements"] == []
+    # What a load change looks like per second: everything "slower", overall +100 %.
+    per_second = _compare(api_client, quiet, busy).json()
+    assert per_second["normalization"] == "perSecond" and len(per_second["regressions"]) == len(WORKLOAD)
+
+
+@pytest.mark.django_db
+def test_an_injected_2x_slowdown_is_significant_by_share(api_client, tenant):
+    rng = random.Random(7)
+    base = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 2_500, rng))
+    slower = completed_profile(tenant.tenant, sampled_cpu_profile(dict(WORKLOAD, query=0.6), 5_000, rng))
+
+    body = _compare(api_client, base, slower, normalization="share").json()
+    [regression] = body["regressions"]
+    assert regression["function"] == "query" and regression["significant"] is True
+    assert regression["deltaPercent"] > 30  # 30 % -> 46 % of the profile
+
+
+@pytest.mark.django_db
+def test_profiles_of_different_services_are_400_unless_allowed(api_client, tenant):
+    web = completed_profile(tenant.tenant, raw_profile({"parse": S}), service="web")
+    worker = completed_profile(tenant.tenant, raw_profile({"parse": S}), service="worker")
+    refused = _compare(api_client, web, worker)
+    assert refused.status_code == 400
+    assert "different services (web and worker)" in refused.json()["detail"]
+    assert "allowMismatch=true" in refused.json()["detail"]
+    allowed = _compare(api_client, web, worker, allowMismatch="true")
+    assert allowed.status_code == 200
+    assert "different services" in allowed.json()["mismatch"] and "Compared although" in allowed.json()["note"]
+
+
+@pytest.mark.django_db
+def test_profiles_of_different_engines_are_400_unless_allowed(api_client, tenant):
+    rng = random.Random(3)
+    sampled = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 1_000, rng))
+    traced = completed_profile(tenant.tenant, sampled_cpu_profile(WORKLOAD, 1_000, rng, engine="yappi"))
+    refused = _compare(api_client, sampled, traced)
+    assert refused.status_code == 400 and "different engines (py-spy and yappi)" in refused.json()["detail"]
+    allowed = _compare(api_client, sampled, traced, allowMismatch="true").json()
+    assert (allowed["baseEngine"], allowed["comparisonEngine"]) == ("py-spy", "yappi")
+
+
+@pytest.mark.django_db
+def test_memory_has_no_per_second_rate(api_client, tenant):
+    a = completed_profile(tenant.tenant, raw_profile({"cache": 4_000_000}, profile_type="memory"))
+    b = completed_profile(tenant.tenant, raw_profile({"cache": 8_000_000}, profile_type="memory"))
+    response = _compare(api_client, a, b, normalization="perSecond")
+    assert response.status_code == 400 and "normalization=share" in response.json()["detail"]
+    assert _compare(api_client, a, b, normalization="share").json()["normalization"] == "share"
+
+
+@pytest.mark.django_db
+def test_durations_are_whole_seconds_with_the_precise_value_beside(api_client, tenant):
+    raw = raw_profile({"parse": S})
+    raw["durationSeconds"] = 59.73
+    base = completed_profile(tenant.tenant, raw)
+    body = _compare(api_client, base, base).json()
+    assert body["baseDurationSeconds"] == 60 and isinstance(body["baseDurationSeconds"], int)
+    assert body["baseDurationSecondsPrecise"] == 59.73
+    result = api_client.get(f"{BASE}/{base.pk}").json()
+    assert result["durationSeconds"] == 60 and result["durationSecondsPrecise"] == 59.73

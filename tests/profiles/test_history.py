@@ -161,3 +161,16 @@ def test_another_tenant_sees_none_of_the_history(api_client, tenant, other_tenan
 @pytest.mark.django_db
 def test_history_needs_an_api_token(agent_client):
     assert agent_client.get(f"{BASE}/history", {"service": "ai-service"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_every_item_names_its_engine_and_whole_seconds(api_client, tenant):
+    sampled = raw_profile({"work": 30 * S}, duration=59.6)
+    traced = raw_profile({"work": 30 * S}, duration=60)
+    traced["engine"] = "yappi"
+    completed_profile(tenant.tenant, sampled, started_at=T0)
+    completed_profile(tenant.tenant, traced, started_at=T0 + timedelta(minutes=1))
+    items = _history(api_client)["items"]
+    assert [item["engine"] for item in items] == ["yappi", "py-spy"]
+    assert [item["durationSeconds"] for item in items] == [60, 60]
+    assert [item["durationSecondsPrecise"] for item in items] == [60.0, 59.6]

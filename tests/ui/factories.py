@@ -39,6 +39,13 @@ def service_profile(scale: dict[str, float] | None = None, duration: float = 10.
     return raw_document("cpu", frames, samples, duration)
 
 
+def busier(raw: dict, factor: int) -> dict:
+    """The same profile with `factor` times the samples (a busier service, or more threads):
+    enough samples that compare's significance test sees the changes a test makes."""
+    samples = [{**s, "value": s["value"] * factor, "count": s["count"] * factor} for s in raw["samples"]]
+    return {**raw, "samples": samples, "sampleCount": raw["sampleCount"] * factor}
+
+
 def wide_profile(n_frames: int = 10_000, seed: int = 7) -> dict:
     """A cpu profile with `n_frames` distinct functions in one call tree, every one on a stack.
 

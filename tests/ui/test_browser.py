@@ -20,7 +20,7 @@ from profiles.models import ContinuousProfile, ProfileResult, Status
 from profiling_platform.celery import app as celery_app
 
 from .conftest import PASSWORD, complete_profile
-from .factories import service_profile, wide_profile
+from .factories import busier, service_profile, wide_profile
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -201,8 +201,10 @@ def test_start_a_profile_see_it_complete_then_zoom_search_and_hover(page, ops_us
 
 def test_compare_shows_the_differential_flame_graph_in_red_and_green(page, ops_user, tenant):
     now = timezone.now()
-    base = complete_profile(tenant.tenant, service_profile(), started_at=now - timedelta(hours=2))
-    slower = complete_profile(tenant.tenant, service_profile({"bm25": 3.0, "tokenize": 0.2, "json_dumps": 0.5}), started_at=now)
+    base = complete_profile(tenant.tenant, busier(service_profile(), 10), started_at=now - timedelta(hours=2))
+    slower = complete_profile(
+        tenant.tenant, busier(service_profile({"bm25": 3.0, "tokenize": 0.2, "json_dumps": 0.5}), 10), started_at=now
+    )
     log_in(page)
     shot(page, "profiles-list")
     # Pick the two in the list, as a user would.

@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from profiles import services
 from profiles.analysis.export import parse_pprof
-from profiles.models import ContinuousProfile, ProfileResult, Status
+from profiles.models import Alert, ContinuousProfile, ProfileResult, Status
 from profiles.pages.flamegraph import DIFF_PALETTE, PALETTE, WARM
 from profiles.signing import flamegraph_token
 from tests.profiles.samples import claim_one
 
 from .conftest import PASSWORD, complete_profile
-from .factories import service_profile, wide_profile
+from .factories import busier, service_profile, wide_profile
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +54,7 @@ def test_anonymous_is_sent_to_the_login_page_everywhere(client, mine):
     urls = [
         reverse("profile-list"), page(mine.pk), reverse("profile-status", args=[mine.pk]),
         reverse("profile-download", args=[mine.pk, "folded"]), reverse("compare"),
-        reverse("history", args=[mine.tenant.external_id, mine.service]), reverse("continuous"),
+        reverse("history", args=[mine.tenant.external_id, mine.service]), reverse("continuous"), reverse("alerts"),
     ]
     for url in urls:
         response = client.get(url)
@@ -250,10 +250,12 @@ def test_a_profile_with_10000_frames_draws_only_frames_at_least_a_pixel_wide(mem
 
 @pytest.fixture
 def pair(tenant, completed):
+    # A busy service (10 s of cpu in 10 s): enough samples that -80 % of tokenize is beyond noise.
     now = timezone.now()
-    base = completed(tenant.tenant, service_profile(), started_at=now - timedelta(hours=1))
-    slower = completed(tenant.tenant, service_profile({"bm25": 3.0, "tokenize": 0.2}), started_at=now)
+    base = completed(tenant.tenant, busier(service_profile(), 10), started_at=now - timedelta(hours=1))
+    slower = completed(tenant.tenant, busier(service_profile({"bm25": 3.0, "tokenize": 0.2}), 10), started_at=now)
     return base, slower
+
 
 
 def test_compare_shows_regressions_improvements_and_a_red_green_differential_graph(member_client, pair):
@@ -286,6 +288,19 @@ def test_compare_explains_what_cannot_be_compared(member_client, tenant, pair, c
     assert picker.count(str(base.pk).encode()) == 2  # offered as base and as comparison
 
 
+def test_compare_refuses_two_services_and_offers_to_compare_anyway(member_client, tenant, completed):
+    web = completed(tenant.tenant, busier(service_profile(), 10), service="web")
+    search = completed(tenant.tenant, busier(service_profile({"bm25": 3.0}), 10), service="search")
+    html = member_client.get(reverse("compare"), {"base": web.pk, "comparison": search.pk}).content.decode()
+    assert "different services (web and search)" in html and "Compare anyway" in html
+    anyway = member_client.get(
+        reverse("compare"), {"base": web.pk, "comparison": search.pk, "allowMismatch": "true", "normalization": "share"}
+    ).content.decode()
+    regressions = anyway.split("<h2>Regressions")[1].split("<h2>Improvements")[0]
+    assert "<code>bm25</code>" in regressions and "Compared although the profiles are of different services" in anyway
+    assert "fraction of its profile" in anyway  # the note says share was used
+
+
 # --- history ----------------------------------------------------------------------------------------------
 
 
@@ -316,6 +331,23 @@ def test_history_charts_a_functions_share_over_time(member_client, tenant, compl
     assert share.count("<circle") == 2
     assert share.count('class="point hollow"') == 1  # the run where bm25 did not run at all
     assert "self share of the profile (%)" in share
+
+
+def test_history_draws_one_line_per_engine_never_one_through_both(member_client, tenant, completed):
+    now = timezone.now()
+    for k, engine in enumerate(["py-spy", "py-spy", "yappi", "yappi", "py-spy"]):
+        raw = service_profile({"bm25": 1 + k})
+        raw["engine"] = engine
+        completed(tenant.tenant, raw, started_at=now - timedelta(minutes=50 - k * 10))
+    html = member_client.get(reverse("history", args=[tenant.external_id, "checkout"]), {"function": "bm25"}).content.decode()
+    for chart in (html.split('<svg class="chart"')[i].split("</svg>")[0] for i in (1, 2)):
+        lines = re.findall(r'<polyline class="line" data-series="([^"]+)"[^>]* points="([^"]+)"', chart)
+        assert sorted(series for series, _ in lines) == ["py-spy", "yappi"]
+        assert {series: len(points.split()) for series, points in lines} == {"py-spy": 3, "yappi": 2}
+        assert ">py-spy</text>" in chart and ">yappi</text>" in chart  # the legend
+        assert chart.count("(yappi)</title>") == 2
+    assert "one line per engine" in html
+    assert html.count("<td>yappi</td>") == 2
 
 
 # --- continuous --------------------------------------------------------------------------------------------
@@ -391,3 +423,40 @@ def test_function_names_from_uploads_are_escaped_everywhere(member_client, tenan
         html = member_client.get(url).content
         assert b"<script>alert" not in html, url
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in member_client.get(page(run.pk)).content
+
+
+# --- alerts ------------------------------------------------------------------------------------------------
+
+
+def _alert(tenant, base, latest, function="bm25"):
+    return Alert.objects.create(
+        tenant=tenant, service=latest.service, profile_type="cpu", function=function, file="/app/search/rank.py", line=52,
+        baseline="trailing24h", threshold_percent=10, baseline_share=0.2, baseline_variance=0.0001, baseline_windows=30,
+        current_share=0.45, peak_share=0.45, profile=latest, baseline_profile=base,
+    )
+
+
+def test_alerts_lists_the_members_alerts_with_a_link_to_their_diff(member_client, tenant, other_tenant, pair, completed):
+    base, slower = pair
+    _alert(tenant.tenant, base, slower)
+    theirs = completed(other_tenant.tenant, service_profile(), service="billing")
+    _alert(other_tenant.tenant, theirs, theirs, function="secret_function")
+    html = member_client.get(reverse("alerts")).content.decode()
+    assert "<code>bm25</code>" in html and "+125%" in html and "20%" in html and "45%" in html
+    assert "secret_function" not in html
+    diff = re.search(r'<a href="([^"]+)">diff</a>', html).group(1).replace("&amp;", "&")
+    page_html = member_client.get(diff).content.decode()
+    regressions = page_html.split("<h2>Regressions")[1].split("<h2>Improvements")[0]
+    assert "<code>bm25</code>" in regressions and "fraction of its profile" in page_html
+    assert "No resolved alerts." in member_client.get(reverse("alerts"), {"status": "resolved"}).content.decode()
+
+
+def test_admin_shows_staff_only_their_tenants_alerts_and_nobody_edits_them(client, member, mine, theirs):
+    _alert(mine.tenant, mine, mine, function="my_function")
+    other = _alert(theirs.tenant, theirs, theirs, function="their_function")
+    member.user_permissions.add(*Permission.objects.filter(codename__in=["view_alert", "change_alert", "add_alert"]))
+    client.force_login(member)
+    html = client.get(reverse("admin:profiles_alert_changelist")).content.decode()
+    assert "my_function" in html and "their_function" not in html
+    assert client.get(reverse("admin:profiles_alert_change", args=[other.pk])).status_code == 302
+    assert client.get(reverse("admin:profiles_alert_add")).status_code == 403
