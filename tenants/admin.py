@@ -34,12 +34,19 @@ class TenantListFilter(admin.SimpleListFilter):
 
 
 class JunkTolerantChangeList(ChangeList):
-    """Django's date hierarchy turns a huge `?started_at__year=` into an OverflowError (a 500);
-    make it the admin's usual answer to bad filters instead (a redirect to `?e=1`)."""
+    """A huge number in a filter (`?started_at__year=`, `?tenant=`) raises OverflowError in Django
+    or the database driver (a 500); make it the admin's usual answer to bad filters instead (a
+    redirect to `?e=1`)."""
 
     def get_filters(self, request):
         try:
             return super().get_filters(request)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+    def get_results(self, request):
+        try:
+            return super().get_results(request)
         except OverflowError as exc:
             raise IncorrectLookupParameters(exc) from exc
 

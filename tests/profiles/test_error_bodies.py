@@ -20,7 +20,7 @@ def test_a_bad_item_in_a_list_is_named_by_its_place_in_plain_text(api_client):
 @pytest.mark.django_db
 def test_a_bad_field_of_a_nested_object_is_named_by_its_path(agent_client):
     response = agent_client.post(
-        f"{BASE}/agent/poll", {"service": "web", "instance": {"pid": "many", "host": 5 * "x" * 100}}, format="json"
+        f"{BASE}/agent/poll", {"service": "web", "instance": {"id": "i-1", "pid": "many", "host": 5 * "x" * 100}}, format="json"
     )
     assert response.status_code == 400
     body = response.json()

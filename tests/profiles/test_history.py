@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from profiling_agent.profile_format import DEFAULT_ENGINES
 
 from profiles import services
 from profiles.models import ProfileResult
@@ -171,6 +172,6 @@ def test_every_item_names_its_engine_and_whole_seconds(api_client, tenant):
     completed_profile(tenant.tenant, sampled, started_at=T0)
     completed_profile(tenant.tenant, traced, started_at=T0 + timedelta(minutes=1))
     items = _history(api_client)["items"]
-    assert [item["engine"] for item in items] == ["yappi", "py-spy"]
+    assert [item["engine"] for item in items] == ["yappi", DEFAULT_ENGINES["cpu"]]
     assert [item["durationSeconds"] for item in items] == [60, 60]
     assert [item["durationSecondsPrecise"] for item in items] == [60.0, 59.6]

@@ -143,7 +143,7 @@ def test_poll_only_hands_out_runs_of_its_service_and_tenant(api_client, agent_cl
 @pytest.mark.django_db
 def test_poll_needs_an_instance_id(agent_client):
     response = agent_client.post(f"{BASE}/agent/poll", {"service": "s", "instance": {"pid": 1}}, format="json")
-    assert response.status_code == 400 and "id" in response.json()["errors"]["instance"]
+    assert response.status_code == 400 and response.json()["errors"]["instance"] == ["id: This field is required."]
 
 
 @pytest.mark.django_db

@@ -38,6 +38,7 @@ PAGE_PARAMS = {
     "continuous": [],
     "flamegraph-shared": [],
     "services": [],
+    "alerts": ["status", "page"],
 }
 START_FIELDS = ["tenant", "service", "profile_type", "duration_seconds", "sample_rate", "engine"]
 ADMIN_PARAMS = ["q", "o", "p", "e", "_popup", "_to_field", "all", "tenant", "service", "status__exact",
