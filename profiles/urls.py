@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .pages import ranges
 
 urlpatterns = [
     path("", views.profile_list, name="profile-list"),
@@ -11,5 +12,6 @@ urlpatterns = [
     path("compare/", views.compare, name="compare"),
     path("history/<str:tenant>/<str:service>/", views.history, name="history"),
     path("continuous/", views.continuous, name="continuous"),
+    path("services/<str:service>/", ranges.service_page, name="service-page"),
     path("flamegraph/<str:token>/", views.shared_flamegraph, name="flamegraph-shared"),
 ]

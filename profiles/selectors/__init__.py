@@ -18,6 +18,18 @@ from .profiles import (  # noqa: F401
     EXPORT_FORMATS,
     ExportedProfile,
     ProfileNotReady,
+    export_analysis,
     profile_export,
     profile_load_analysis,
+)
+from .ranges import (  # noqa: F401
+    MergedRange,
+    MixedEngines,
+    RangeEmpty,
+    RangeNotRolledUp,
+    RangePlan,
+    range_compare,
+    range_merge,
+    range_plan,
+    range_timeline,
 )

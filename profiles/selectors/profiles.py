@@ -31,15 +31,26 @@ def profile_load_analysis(*, profile: ProfileResult) -> Profile:
     """
     if profile.status != Status.COMPLETED:
         raise ProfileNotReady(f"profile {profile.pk} is {profile.status}, not completed")
-    if not profile.payload:
-        raise ProfileNotReady(f"profile {profile.pk} has no stored data")
+    return stored_analysis(profile.payload, f"profile {profile.pk}")
+
+
+def stored_analysis(payload, what: str) -> Profile:
+    """A stored payload file (a profile's or a rollup's) as an analysis `Profile`; ProfileNotReady
+    names `what` when the file is missing or unreadable."""
+    if not payload:
+        raise ProfileNotReady(f"{what} has no stored data")
     try:
-        with profile.payload.open("rb") as fh:
+        with payload.open("rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        raise ProfileNotReady(f"the stored data of profile {profile.pk} is missing") from None
+        raise ProfileNotReady(f"the stored data of {what} is missing") from None
     except OSError:
-        raise ProfileNotReady(f"the stored data of profile {profile.pk} could not be read") from None
+        raise ProfileNotReady(f"the stored data of {what} could not be read") from None
+    return parse_stored(data, what)
+
+
+def parse_stored(data: bytes, what: str) -> Profile:
+    """Stored gzip bytes as a `Profile` (the fast path for what this server wrote)."""
     try:
         with _gc_paused():
             raw = load_gzip_json(data, settings.PROFILING_MAX_RAW_BYTES)
@@ -48,7 +59,7 @@ def profile_load_analysis(*, profile: ProfileResult) -> Profile:
             except (KeyError, TypeError, ValueError, AttributeError):
                 return Profile.from_raw(raw)  # not what we store: the strict loader says what is wrong
     except InvalidProfile as exc:
-        raise ProfileNotReady(f"the stored data of profile {profile.pk} is unreadable: {exc}") from None
+        raise ProfileNotReady(f"the stored data of {what} is unreadable: {exc}") from None
 
 
 @contextmanager
@@ -109,6 +120,11 @@ def profile_export(*, profile: ProfileResult, export_format: str) -> ExportedPro
     """The profile in an interchange format: gzip'd pprof, speedscope JSON or folded stacks."""
     analysed = profile_load_analysis(profile=profile)
     stem = f"{profile.service}-{profile.profile_type}-{profile.started_at:%Y%m%dT%H%M%SZ}-{str(profile.pk)[:8]}"
+    return export_analysis(analysed, export_format=export_format, stem=stem)
+
+
+def export_analysis(analysed: Profile, *, export_format: str, stem: str) -> ExportedProfile:
+    """An analysed profile (stored or merged) as a file named `stem` plus the format's suffix."""
     if export_format == "pprof":
         return ExportedProfile(to_pprof(analysed), "application/octet-stream", f"{stem}.pb.gz")
     if export_format == "speedscope":

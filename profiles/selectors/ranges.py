@@ -1,0 +1,251 @@
+"""Reads over a time range: every completed profile of a service and type in it, merged into one.
+
+Which profiles: those whose window [startedAt, startedAt + durationSeconds) overlaps the range
+[from, to). A window cut by either end is included whole: its samples carry no timestamps, so
+pro-rating it would invent a split the data does not have. `durationSeconds` of the merge is
+the summed length of the included windows (the covered time); `coverage` is the share of the
+range that the windows overlap (capped at 1).
+
+How: continuous windows are also kept merged per period (PERIODS, aligned to UTC; written by
+profiles/services/rollups.py). A range reads the rollup of each whole period inside it, the
+coarsest first, and raw windows only for the ragged edges, for periods whose rollup is missing
+or stale (it holds fewer windows than the period has now), and for on-demand profiles. After
+retention removed the raw windows of a period its rollup still answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from ..analysis.merge import MixedProfiles, merge_profiles
+from ..analysis.model import Profile
+from ..models import PER_SECOND_TYPES, ProfileResult, ProfileRollup, Status
+from .compare import comparison_result
+from .profiles import stored_analysis
+
+# Rollup periods in seconds, coarsest first; each divides the one before, so periods nest.
+PERIODS = (86_400, 3_600, 600)
+# The longest window a profile can have (requested_duration_seconds' maximum).
+MAX_WINDOW = timedelta(seconds=3_600)
+
+
+class MixedEngines(Exception):
+    """The range holds profiles of several engines: a 400 that names them."""
+
+    def __init__(self, engines):
+        self.engines = sorted(engines)
+        super().__init__(
+            f"the range holds profiles of several engines ({', '.join(self.engines)}), which do not "
+            f"merge; pick one with engine= (e.g. engine={self.engines[0]})"
+        )
+
+
+class RangeEmpty(Exception):
+    """A range to compare holds no completed profile (for this tenant): a 404."""
+
+
+class RangeNotRolledUp(Exception):
+    """The range needs more raw windows than a request may read (rollups not built yet): a 409."""
+
+
+def period_floor(at: datetime, period_seconds: int) -> int:
+    """The UTC epoch second at which the period of `period_seconds` holding `at` starts."""
+    return int(at.timestamp()) // period_seconds * period_seconds
+
+
+@dataclass
+class RangePlan:
+    """What a range reads: rollups for whole periods, raw windows for the rest."""
+
+    start: datetime
+    end: datetime
+    rollups: list[ProfileRollup] = field(default_factory=list)
+    windows: list[ProfileResult] = field(default_factory=list)
+    covered_seconds: float = 0.0
+
+    @property
+    def profile_count(self) -> int:
+        return sum(r.profile_count for r in self.rollups) + len(self.windows)
+
+    @property
+    def bytes_to_read(self) -> int:
+        return sum(r.size_bytes for r in self.rollups) + sum(w.size_bytes for w in self.windows)
+
+    @property
+    def coverage(self) -> float:
+        span = (self.end - self.start).total_seconds()
+        return round(min(1.0, self.covered_seconds / span), 4) if span > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class MergedRange:
+    plan: RangePlan
+    profile: Profile | None  # None when the range holds no profile
+
+    @property
+    def engine(self) -> str:
+        return self.profile.engine if self.profile else ""
+
+    @property
+    def unit(self) -> str:
+        return self.profile.unit if self.profile else ""
+
+
+def range_plan(
+    *,
+    tenant,
+    service: str,
+    profile_type: str,
+    start: datetime,
+    end: datetime,
+    engine: str = "",
+    continuous: bool | None = None,
+    starting_within: bool = False,
+    finer_than: int | None = None,
+) -> RangePlan:
+    """The tenant's rollups and raw windows that make up the range.
+
+    `starting_within` keeps only profiles that start inside the range (what a rollup of that
+    period holds); `finer_than` uses only rollups of shorter periods (building a rollup).
+    Raises MixedEngines when no `engine` was given and the range holds several.
+    """
+    earliest = start if starting_within else start - MAX_WINDOW
+    candidates = (
+        ProfileResult.objects.filter(
+            tenant=tenant, service=service, profile_type=profile_type, status=Status.COMPLETED,
+            started_at__gte=earliest, started_at__lt=end,
+        )
+        .only("id", "tenant_id", "started_at", "duration_seconds", "requested_duration_seconds",
+              "engine", "continuous", "payload", "size_bytes", "status")
+        .order_by("started_at", "id")
+    )
+    if engine:
+        candidates = candidates.filter(engine=engine)
+    if continuous is not None:
+        candidates = candidates.filter(continuous=continuous)
+    windows = [
+        w for w in candidates
+        if w.started_at + timedelta(seconds=w.effective_duration_seconds) > start or w.started_at >= start
+    ]
+    periods = [p for p in PERIODS if finer_than is None or p < finer_than]
+    rollups: list[ProfileRollup] = []
+    if continuous is not False and periods:
+        rollup_rows = ProfileRollup.objects.filter(
+            tenant=tenant, service=service, profile_type=profile_type,
+            period_seconds__in=periods, period_start__gte=start, period_start__lt=end,
+        ).defer("built_at")
+        if engine:
+            rollup_rows = rollup_rows.filter(engine=engine)
+        rollups = [r for r in rollup_rows if r.period_start + timedelta(seconds=r.period_seconds) <= end]
+
+    engines = {w.engine for w in windows} | {r.engine for r in rollups}
+    if len(engines) > 1:
+        raise MixedEngines(engines)
+
+    # Continuous windows per (period, start): a rollup holding fewer than these is stale.
+    counts: dict[tuple[int, int], int] = {}
+    for w in windows:
+        if w.continuous and w.started_at >= start:
+            for period in periods:
+                key = (period, period_floor(w.started_at, period))
+                counts[key] = counts.get(key, 0) + 1
+    chosen: set[tuple[int, int]] = set()
+    plan = RangePlan(start=start, end=end)
+    for period in periods:  # coarsest first: a chosen period hides the rollups nested in it
+        for rollup in sorted((r for r in rollups if r.period_seconds == period), key=lambda r: r.period_start):
+            at = rollup.period_start
+            key = (period, period_floor(at, period))
+            if any((p, period_floor(at, p)) in chosen for p in periods if p > period):
+                continue
+            if rollup.profile_count < counts.get(key, 0):
+                continue  # windows arrived after it was built: the periodic task rebuilds it
+            chosen.add(key)
+            plan.rollups.append(rollup)
+            plan.covered_seconds += min(rollup.duration_seconds, period)
+    for w in windows:
+        if w.continuous and w.started_at >= start and any((p, period_floor(w.started_at, p)) in chosen for p in periods):
+            continue
+        plan.windows.append(w)
+        window_end = w.started_at + timedelta(seconds=w.effective_duration_seconds)
+        plan.covered_seconds += max(0.0, (min(window_end, end) - max(w.started_at, start)).total_seconds())
+    return plan
+
+
+def range_merge(*, plan: RangePlan) -> MergedRange:
+    """Read and merge what the plan names (raises ProfileNotReady for an unreadable file)."""
+    limit = settings.PROFILING_MERGE_MAX_RAW_WINDOWS
+    if len(plan.windows) > limit:
+        raise RangeNotRolledUp(
+            f"the range needs {len(plan.windows)} raw windows, more than the {limit} a request reads; "
+            "its rollups are not built yet (the rollup task builds closed periods every few minutes): "
+            "pick a shorter range or retry later"
+        )
+    parts = [stored_analysis(r.payload, f"the rollup of {r.period_start:%Y-%m-%d %H:%M}") for r in plan.rollups]
+    parts += [stored_analysis(w.payload, f"profile {w.pk}") for w in plan.windows]
+    if not parts:
+        return MergedRange(plan=plan, profile=None)
+    try:
+        return MergedRange(plan=plan, profile=merge_profiles(parts))
+    except MixedProfiles as exc:  # e.g. a unit changed between versions: refuse as for engines
+        raise MixedEngines(exc.engines or {p.engine for p in parts}) from None
+
+
+def range_compare(
+    *,
+    tenant,
+    service: str,
+    profile_type: str,
+    base: tuple[datetime, datetime],
+    comparison: tuple[datetime, datetime],
+    engine: str = "",
+    noise_threshold_percent: float = 5.0,
+    limit: int = 100,
+) -> dict:
+    """The seed's ProfileComparison of two ranges' merges; the labels are ISO 8601 intervals."""
+    merged = {}
+    for name, (start, end) in (("base", base), ("comparison", comparison)):
+        plan = range_plan(tenant=tenant, service=service, profile_type=profile_type, start=start, end=end, engine=engine)
+        merged[name] = range_merge(plan=plan).profile
+        if merged[name] is None:
+            raise RangeEmpty(f"the {name} range {interval(start, end)} holds no completed {profile_type} profile of {service}")
+    return comparison_result(
+        base_profile=merged["base"],
+        comparison_profile=merged["comparison"],
+        base_label=interval(*base),
+        comparison_label=interval(*comparison),
+        noise_threshold_percent=noise_threshold_percent,
+        limit=limit,
+    )
+
+
+def interval(start: datetime, end: datetime) -> str:
+    return f"{start.isoformat().replace('+00:00', 'Z')}/{end.isoformat().replace('+00:00', 'Z')}"
+
+
+def range_timeline(
+    *, tenant, service: str, profile_type: str, start: datetime, end: datetime, buckets: int = 240
+) -> list[tuple[datetime, float, int]]:
+    """The normalized total of the span in `buckets` equal slices: (slice start, value, windows).
+
+    Read from the rows only (no file): per-second types divide the summed totals by the summed
+    window lengths; memory (a level) averages the windows' totals. Empty slices are left out.
+    """
+    step = (end - start) / buckets
+    rows = ProfileResult.objects.filter(
+        tenant=tenant, service=service, profile_type=profile_type, status=Status.COMPLETED,
+        started_at__gte=start, started_at__lt=end,
+    ).values_list("started_at", "total_value", "duration_seconds", "requested_duration_seconds")
+    sums: dict[int, list[float]] = {}
+    for started_at, total, duration, requested in rows:
+        entry = sums.setdefault(int((started_at - start) / step), [0.0, 0.0, 0])
+        entry[0] += total
+        entry[1] += duration if duration is not None else requested
+        entry[2] += 1
+    per_second = profile_type in PER_SECOND_TYPES
+    return [
+        (start + step * index, total / max(seconds, 1e-9) if per_second else total / count, count)
+        for index, (total, seconds, count) in sorted(sums.items())
+    ]
