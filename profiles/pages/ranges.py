@@ -106,7 +106,7 @@ def service_page(request, service):
     if profile_type not in ProfileType.values:
         profile_type = of_service.order_by("-started_at").values_list("profile_type", flat=True).first() or ProfileType.CPU
     completed = of_service.filter(profile_type=profile_type, status=Status.COMPLETED)
-    last = completed.order_by("-started_at").only("started_at", "duration_seconds", "requested_duration_seconds").first()
+    last = completed.order_by("-started_at").defer("top_functions", "notes", "instance").first()
     # Presets end at the end of the latest window, so a quiet service still shows its last data.
     anchor = (
         last.started_at + timedelta(seconds=last.effective_duration_seconds) if last else datetime.now(UTC)
