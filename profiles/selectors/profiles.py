@@ -34,9 +34,9 @@ def profile_load_analysis(*, profile: ProfileResult) -> Profile:
     return stored_analysis(profile.payload, f"profile {profile.pk}")
 
 
-def stored_analysis(payload, what: str) -> Profile:
-    """A stored payload file (a profile's or a rollup's) as an analysis `Profile`; ProfileNotReady
-    names `what` when the file is missing or unreadable."""
+def stored_document(payload, what: str) -> dict:
+    """A stored payload file (a profile's or a rollup's) as its decoded pyprof-raw/1 document;
+    ProfileNotReady names `what` when the file is missing or unreadable."""
     if not payload:
         raise ProfileNotReady(f"{what} has no stored data")
     try:
@@ -46,14 +46,18 @@ def stored_analysis(payload, what: str) -> Profile:
         raise ProfileNotReady(f"the stored data of {what} is missing") from None
     except OSError:
         raise ProfileNotReady(f"the stored data of {what} could not be read") from None
-    return parse_stored(data, what)
-
-
-def parse_stored(data: bytes, what: str) -> Profile:
-    """Stored gzip bytes as a `Profile` (the fast path for what this server wrote)."""
     try:
-        with _gc_paused():
-            raw = load_gzip_json(data, settings.PROFILING_MAX_RAW_BYTES)
+        with gc_paused():
+            return load_gzip_json(data, settings.PROFILING_MAX_RAW_BYTES)
+    except InvalidProfile as exc:
+        raise ProfileNotReady(f"the stored data of {what} is unreadable: {exc}") from None
+
+
+def stored_analysis(payload, what: str) -> Profile:
+    """A stored payload file as an analysis `Profile` (the fast path for what this server wrote)."""
+    raw = stored_document(payload, what)
+    try:
+        with gc_paused():
             try:
                 return _stored_profile(raw)
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -63,7 +67,7 @@ def parse_stored(data: bytes, what: str) -> Profile:
 
 
 @contextmanager
-def _gc_paused():
+def gc_paused():
     """No cyclic GC while a profile's tens of thousands of objects are built.
 
     They hold no cycles, yet each allocation burst triggers collections that walk the whole

@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from ..analysis.merge import MixedProfiles, merge_profiles
-from ..analysis.model import Profile
+from ..analysis.merge import MixedProfiles, merge_documents
+from ..analysis.model import InvalidProfile, Profile
 from ..models import PER_SECOND_TYPES, ProfileResult, ProfileRollup, Status
 from .compare import comparison_result
-from .profiles import stored_analysis
+from .profiles import ProfileNotReady, gc_paused, stored_document
 
 # Rollup periods in seconds, coarsest first; each divides the one before, so periods nest.
 PERIODS = (86_400, 3_600, 600)
@@ -183,14 +183,19 @@ def range_merge(*, plan: RangePlan) -> MergedRange:
             "its rollups are not built yet (the rollup task builds closed periods every few minutes): "
             "pick a shorter range or retry later"
         )
-    parts = [stored_analysis(r.payload, f"the rollup of {r.period_start:%Y-%m-%d %H:%M}") for r in plan.rollups]
-    parts += [stored_analysis(w.payload, f"profile {w.pk}") for w in plan.windows]
-    if not parts:
+    sources = [(r.payload, f"the rollup of {r.period_start:%Y-%m-%d %H:%M}") for r in plan.rollups]
+    sources += [(w.payload, f"profile {w.pk}") for w in plan.windows]
+    if not sources:
         return MergedRange(plan=plan, profile=None)
+    # One file at a time: parsed, merged, dropped.
+    documents = (stored_document(payload, what) for payload, what in sources)
     try:
-        return MergedRange(plan=plan, profile=merge_profiles(parts))
-    except MixedProfiles as exc:  # e.g. a unit changed between versions: refuse as for engines
-        raise MixedEngines(exc.engines or {p.engine for p in parts}) from None
+        with gc_paused():
+            return MergedRange(plan=plan, profile=merge_documents(documents))
+    except MixedProfiles as exc:  # the plan checked the rows' engines; this is the files' word
+        raise MixedEngines(exc.engines) from None
+    except InvalidProfile as exc:
+        raise ProfileNotReady(f"a stored file of the range is unreadable: {exc}") from None
 
 
 def range_compare(

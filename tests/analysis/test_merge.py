@@ -1,9 +1,9 @@
-"""merge_profiles: a merge is the sum of its parts, and only one engine and unit merge."""
+"""merge_documents: a merge is the sum of its parts, and only one engine and unit merge."""
 
 import pytest
 
-from profiles.analysis import Frame, Profile, Sample, top_functions
-from profiles.analysis.merge import MixedProfiles, merge_profiles
+from profiles.analysis import Frame, InvalidProfile, Profile, Sample, top_functions
+from profiles.analysis.merge import MixedProfiles, merge_documents
 
 
 def cpu(samples, *, engine="py-spy", frames=None, duration=60.0, started_at=0.0):
@@ -20,7 +20,7 @@ def test_a_merge_adds_values_and_counts_per_path_and_thread_across_frame_tables(
         frames=[Frame("parse", "/a.py", 10), Frame("render", "/a.py", 20), Frame("main", "/a.py", 1)],
         duration=30.0, started_at=60.0,
     )
-    merged = merge_profiles([first, second])
+    merged = merge_documents([first.to_raw(), second.to_raw()])
     assert merged.total == first.total + second.total == 52
     assert merged.sample_count == 7 and merged.duration_seconds == 90.0 and merged.started_at == 0.0
     by_path = {(tuple(merged.frames[i].function for i in s.stack), s.thread): (s.value, s.count) for s in merged.samples}
@@ -35,11 +35,18 @@ def test_a_merge_adds_values_and_counts_per_path_and_thread_across_frame_tables(
 
 def test_profiles_of_two_engines_do_not_merge_and_the_error_names_both():
     with pytest.raises(MixedProfiles) as caught:
-        merge_profiles([cpu([Sample((0, 1), 1, 1, "t")]), cpu([Sample((0, 1), 1, 1, "t")], engine="yappi")])
+        merge_documents([cpu([Sample((0, 1), 1, 1, "t")]).to_raw(), cpu([Sample((0, 1), 1, 1, "t")], engine="yappi").to_raw()])
     assert caught.value.engines == ("py-spy", "yappi")
     assert "py-spy" in str(caught.value) and "yappi" in str(caught.value)
 
 
 def test_a_merge_of_nothing_is_refused():
     with pytest.raises(ValueError):
-        merge_profiles([])
+        merge_documents([])
+
+
+def test_a_document_that_is_not_what_we_store_is_invalid():
+    broken = cpu([Sample((0, 1), 1, 1, "t")]).to_raw()
+    broken["samples"][0]["stack"] = [0, 7]  # no frame 7
+    with pytest.raises(InvalidProfile):
+        merge_documents([broken])
