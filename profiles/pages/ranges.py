@@ -101,16 +101,27 @@ def _span_text(start: datetime, end: datetime) -> str:
 def service_page(request, service):
     tenant = _tenant(request, service)
     of_service = profiles_for_user(request.user).filter(tenant=tenant, service=service)
-    types = list(of_service.order_by("profile_type").values_list("profile_type", flat=True).distinct())
+    types = sorted(
+        set(of_service.values_list("profile_type", flat=True).distinct())
+        | set(ProfileRollup.objects.filter(tenant=tenant, service=service).values_list("profile_type", flat=True).distinct())
+    )
     profile_type = request.GET.get("type")
     if profile_type not in ProfileType.values:
         profile_type = of_service.order_by("-started_at").values_list("profile_type", flat=True).first() or ProfileType.CPU
     completed = of_service.filter(profile_type=profile_type, status=Status.COMPLETED)
     last = completed.order_by("-started_at").defer("top_functions", "notes", "instance").first()
-    # Presets end at the end of the latest window, so a quiet service still shows its last data.
-    anchor = (
-        last.started_at + timedelta(seconds=last.effective_duration_seconds) if last else datetime.now(UTC)
-    ).astimezone(UTC).replace(microsecond=0)
+    # Presets end at the end of the latest window (or rollup, once retention removed the windows),
+    # so a quiet service still shows its last data.
+    last_rollup = None if last else (
+        ProfileRollup.objects.filter(tenant=tenant, service=service, profile_type=profile_type).order_by("-period_start").first()
+    )
+    if last:
+        anchor = last.started_at + timedelta(seconds=last.effective_duration_seconds)
+    elif last_rollup:
+        anchor = last_rollup.period_start + timedelta(seconds=last_rollup.period_seconds)
+    else:
+        anchor = datetime.now(UTC)
+    anchor = anchor.astimezone(UTC).replace(microsecond=0)
 
     preset = dict((key, length) for key, _, length in PRESETS).get(request.GET.get("range", ""))
     picked = None if preset else _range_from(request.GET, "from", "to")
@@ -144,7 +155,7 @@ def service_page(request, service):
     timeline_end = max(end, anchor)
     timeline_start = min(start, timeline_end - max(TIMELINE_MIN_SPAN, length), *(base_range[:1] if base_range else ()))
     step = (timeline_end - timeline_start) / TIMELINE_BARS
-    unit = last.unit if last and last.unit else ""
+    unit = (last.unit if last else last_rollup.unit if last_rollup else "") or ""
     per_second = is_per_second(profile_type)
 
     def fmt(value: float) -> str:

@@ -235,22 +235,31 @@ def range_timeline(
 ) -> list[tuple[datetime, float, int]]:
     """The normalized total of the span in `buckets` equal slices: (slice start, value, windows).
 
-    Read from the rows only (no file): per-second types divide the summed totals by the summed
-    window lengths; memory (a level) averages the windows' totals. Empty slices are left out.
+    Read from rows only (no file): per-second types divide the summed totals by the summed
+    window lengths; memory (a level) averages the windows' totals. Before the earliest raw
+    window left (retention removed older ones) the rollups' rows answer. Empty slices are left out.
     """
     step = (end - start) / buckets
-    rows = ProfileResult.objects.filter(
+    rows = list(ProfileResult.objects.filter(
         tenant=tenant, service=service, profile_type=profile_type, status=Status.COMPLETED,
         started_at__gte=start, started_at__lt=end,
-    ).values_list("started_at", "total_value", "duration_seconds", "requested_duration_seconds")
+    ).values_list("started_at", "total_value", "duration_seconds", "requested_duration_seconds"))
+    counted = [(at, total, duration if duration is not None else requested, 1) for at, total, duration, requested in rows]
+    earliest = min((at for at, *_ in rows), default=end)
+    period = max([p for p in PERIODS if p <= step.total_seconds()] or [PERIODS[-1]])
+    for rollup in ProfileRollup.objects.filter(
+        tenant=tenant, service=service, profile_type=profile_type, period_seconds=period,
+        period_start__gte=start, period_start__lt=earliest - timedelta(seconds=period) + timedelta(microseconds=1),
+    ).values_list("period_start", "total_value", "duration_seconds", "profile_count"):
+        counted.append(rollup)
     sums: dict[int, list[float]] = {}
-    for started_at, total, duration, requested in rows:
-        entry = sums.setdefault(int((started_at - start) / step), [0.0, 0.0, 0])
+    for at, total, seconds, count in counted:
+        entry = sums.setdefault(int((at - start) / step), [0.0, 0.0, 0])
         entry[0] += total
-        entry[1] += duration if duration is not None else requested
-        entry[2] += 1
+        entry[1] += seconds
+        entry[2] += count
     per_second = profile_type in PER_SECOND_TYPES
     return [
-        (start + step * index, total / max(seconds, 1e-9) if per_second else total / count, count)
+        (start + step * index, total / max(seconds, 1e-9) if per_second else total / max(count, 1), count)
         for index, (total, seconds, count) in sorted(sums.items())
     ]

@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..models import ProfileResult, ProfileRollup, Status
@@ -89,8 +89,12 @@ def rollup_build(
     rollup.size_bytes = len(data)
     rollup.built_at = timezone.now()
     rollup.payload.save("rollup.json.gz", ContentFile(data), save=False)
-    with transaction.atomic():
-        rollup.save()
+    try:
+        with transaction.atomic():
+            rollup.save()
+    except IntegrityError:  # another tick wrote this period's rollup meanwhile: keep theirs
+        rollup.payload.storage.delete(rollup.payload.name)
+        return None
     if old_name and old_name != rollup.payload.name:
         try:
             rollup.payload.storage.delete(old_name)

@@ -66,3 +66,25 @@ def test_another_tenants_service_is_a_404(member_client, other_tenant):
     windows(other_tenant.tenant, range(0, 2))
     assert member_client.get(url()).status_code == 404
     assert member_client.get(url(tenant=other_tenant.external_id)).status_code == 404
+
+
+def bars(html: str) -> list[tuple[str, str]]:
+    return re.findall(r'<rect class="bar" x="([\d.]+)" y="([\d.]+)"', html)
+
+
+def test_after_retention_the_timeline_and_the_merge_come_from_rollups(member_client, tenant, settings):
+    from profiles import services
+    from profiles.models import ContinuousProfile, ProfileResult
+
+    ContinuousProfile.objects.create(tenant=tenant.tenant, service="checkout", profile_types=["cpu"], retention_days=7)
+    windows(tenant.tenant, range(0, 120, 10))  # 10:00-12:00
+    services.rollups_refresh(now=T0 + timedelta(hours=3), lookback=timedelta(days=1))
+    page_url = url(tenant=tenant.external_id, **{"from": "2026-11-30T10:00:00Z", "to": "2026-11-30T12:00:00Z"})
+    before = member_client.get(page_url).content.decode()
+    services.profiles_purge_expired(now=T0 + timedelta(days=8))
+    assert not ProfileResult.objects.exists()
+    after = member_client.get(page_url).content.decode()
+    assert "12 profiles merged" in after and "2 rollups + 0 windows read" in after
+    assert graph_data(after)["nodes"][0][3] == graph_data(before)["nodes"][0][3]
+    # One bar per window before; per 10 min rollup (one window each) after: the same bars.
+    assert len(bars(before)) == 12 and bars(after) == bars(before)
