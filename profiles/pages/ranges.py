@@ -102,8 +102,8 @@ def service_page(request, service):
     tenant = _tenant(request, service)
     of_service = profiles_for_user(request.user).filter(tenant=tenant, service=service)
     types = sorted(
-        set(of_service.values_list("profile_type", flat=True).distinct())
-        | set(ProfileRollup.objects.filter(tenant=tenant, service=service).values_list("profile_type", flat=True).distinct())
+        set(of_service.order_by().values_list("profile_type", flat=True).distinct())
+        | set(ProfileRollup.objects.filter(tenant=tenant, service=service).order_by().values_list("profile_type", flat=True).distinct())
     )
     profile_type = request.GET.get("type")
     if profile_type not in ProfileType.values:
