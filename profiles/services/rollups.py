@@ -10,6 +10,7 @@ therefore always exact, whether or not the rollups are up to date.
 """
 
 import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from django.core.files.base import ContentFile
@@ -28,7 +29,11 @@ LOOKBACK = timedelta(days=1, hours=1)
 
 def rollups_refresh(*, now: datetime | None = None, lookback: timedelta = LOOKBACK) -> int:
     """Build every missing or stale rollup of a closed period with windows completed in
-    `lookback`; returns how many were written. Idempotent: a fresh rollup is left alone."""
+    `lookback`; returns how many were written. Idempotent: a fresh rollup is left alone.
+
+    Staleness is found with two queries per (service, type, engine) and period length; only
+    stale periods are read and written.
+    """
     now = now or timezone.now()
     recent = (
         ProfileResult.objects.filter(status=Status.COMPLETED, continuous=True, completed_at__gte=now - lookback)
@@ -39,16 +44,28 @@ def rollups_refresh(*, now: datetime | None = None, lookback: timedelta = LOOKBA
     for tenant_id, service, profile_type, engine, started_at in recent:
         starts.setdefault((tenant_id, service, profile_type, engine), []).append(started_at)
     written = 0
-    for key, started in starts.items():
+    for (tenant_id, service, profile_type, engine), started in starts.items():
+        key = dict(tenant_id=tenant_id, service=service, profile_type=profile_type, engine=engine)
         for period in reversed(PERIODS):  # finest first: coarser rollups are built from finer ones
-            closed = {
-                p for p in (period_floor(at, period) for at in started) if p + period <= now.timestamp()
+            closed = sorted({p for p in (period_floor(at, period) for at in started) if p + period <= now.timestamp()})
+            if not closed:
+                continue
+            span = (datetime.fromtimestamp(closed[0], UTC), datetime.fromtimestamp(closed[-1] + period, UTC))
+            windows = Counter(
+                period_floor(at, period)
+                for at in ProfileResult.objects.filter(
+                    **key, continuous=True, status=Status.COMPLETED, started_at__gte=span[0], started_at__lt=span[1]
+                ).values_list("started_at", flat=True)
+            )
+            held = {
+                int(at.timestamp()): count
+                for at, count in ProfileRollup.objects.filter(
+                    **key, period_seconds=period, period_start__gte=span[0], period_start__lt=span[1]
+                ).values_list("period_start", "profile_count")
             }
-            for period_start in sorted(closed):
-                tenant_id, service, profile_type, engine = key
-                if rollup_build(
-                    tenant_id=tenant_id, service=service, profile_type=profile_type, engine=engine,
-                    period_seconds=period, period_start=datetime.fromtimestamp(period_start, UTC),
+            for period_start in closed:
+                if windows[period_start] > held.get(period_start, 0) and rollup_build(
+                    **key, period_seconds=period, period_start=datetime.fromtimestamp(period_start, UTC)
                 ):
                     written += 1
     return written
