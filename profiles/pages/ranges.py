@@ -62,8 +62,8 @@ def _range_from(params, start_key: str, end_key: str) -> tuple[datetime, datetim
 def _fingerprint(plan: selectors.RangePlan) -> tuple:
     """What identifies a merge's inputs: a rebuilt rollup or another window is another merge."""
     return (
-        tuple((r.pk, r.size_bytes, r.profile_count) for r in plan.rollups),
-        tuple(str(w.pk) for w in plan.windows),
+        tuple((r.id, r.size_bytes, r.profile_count) for r in plan.rollups),
+        tuple(w.id for w in plan.windows),
     )
 
 

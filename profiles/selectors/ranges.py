@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.db.models.fields.files import FieldFile
 
 from ..analysis.merge import MixedProfiles, merge_documents
 from ..analysis.model import InvalidProfile, Profile
@@ -56,14 +58,54 @@ def period_floor(at: datetime, period_seconds: int) -> int:
     return int(at.timestamp()) // period_seconds * period_seconds
 
 
+class Window(NamedTuple):
+    """What a plan needs of a stored profile (a row of ProfileResult)."""
+
+    id: Any
+    started_at: datetime
+    duration_seconds: float | None
+    requested_duration_seconds: int
+    engine: str
+    continuous: bool
+    payload: str  # the stored file's name
+    size_bytes: int
+
+    @property
+    def seconds(self) -> float:
+        return self.duration_seconds if self.duration_seconds is not None else self.requested_duration_seconds
+
+    @property
+    def end(self) -> datetime:
+        return self.started_at + timedelta(seconds=self.seconds)
+
+    def file(self):
+        return FieldFile(None, ProfileResult._meta.get_field("payload"), self.payload)
+
+
+class Rollup(NamedTuple):
+    """What a plan needs of a stored rollup (a row of ProfileRollup)."""
+
+    id: int
+    period_seconds: int
+    period_start: datetime
+    engine: str
+    profile_count: int
+    duration_seconds: float
+    payload: str
+    size_bytes: int
+
+    def file(self):
+        return FieldFile(None, ProfileRollup._meta.get_field("payload"), self.payload)
+
+
 @dataclass
 class RangePlan:
     """What a range reads: rollups for whole periods, raw windows for the rest."""
 
     start: datetime
     end: datetime
-    rollups: list[ProfileRollup] = field(default_factory=list)
-    windows: list[ProfileResult] = field(default_factory=list)
+    rollups: list[Rollup] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
     covered_seconds: float = 0.0
 
     @property
@@ -113,33 +155,33 @@ def range_plan(
     Raises MixedEngines when no `engine` was given and the range holds several.
     """
     earliest = start if starting_within else start - MAX_WINDOW
-    candidates = (
-        ProfileResult.objects.filter(
-            tenant=tenant, service=service, profile_type=profile_type, status=Status.COMPLETED,
-            started_at__gte=earliest, started_at__lt=end,
-        )
-        .only("id", "tenant_id", "started_at", "duration_seconds", "requested_duration_seconds",
-              "engine", "continuous", "payload", "size_bytes", "status")
-        .order_by("started_at", "id")
+    candidates = ProfileResult.objects.filter(
+        tenant=tenant, service=service, profile_type=profile_type, status=Status.COMPLETED,
+        started_at__gte=earliest, started_at__lt=end,
     )
     if engine:
         candidates = candidates.filter(engine=engine)
     if continuous is not None:
         candidates = candidates.filter(continuous=continuous)
-    windows = [
-        w for w in candidates
-        if w.started_at + timedelta(seconds=w.effective_duration_seconds) > start or w.started_at >= start
-    ]
+    # Plain tuples: a week is 10,080 rows, and model instances would cost most of the request.
+    windows = []
+    for row in candidates.order_by("started_at", "id").values_list(*Window._fields):
+        window = Window(*row)
+        if window.end > start or window.started_at >= start:
+            windows.append(window)
     periods = [p for p in PERIODS if finer_than is None or p < finer_than]
-    rollups: list[ProfileRollup] = []
+    rollups: list[Rollup] = []
     if continuous is not False and periods:
         rollup_rows = ProfileRollup.objects.filter(
             tenant=tenant, service=service, profile_type=profile_type,
             period_seconds__in=periods, period_start__gte=start, period_start__lt=end,
-        ).defer("built_at")
+        )
         if engine:
             rollup_rows = rollup_rows.filter(engine=engine)
-        rollups = [r for r in rollup_rows if r.period_start + timedelta(seconds=r.period_seconds) <= end]
+        for row in rollup_rows.order_by("period_start").values_list(*Rollup._fields):
+            rollup = Rollup(*row)
+            if rollup.period_start + timedelta(seconds=rollup.period_seconds) <= end:
+                rollups.append(rollup)
 
     engines = {w.engine for w in windows} | {r.engine for r in rollups}
     if len(engines) > 1:
@@ -155,7 +197,7 @@ def range_plan(
     chosen: set[tuple[int, int]] = set()
     plan = RangePlan(start=start, end=end)
     for period in periods:  # coarsest first: a chosen period hides the rollups nested in it
-        for rollup in sorted((r for r in rollups if r.period_seconds == period), key=lambda r: r.period_start):
+        for rollup in (r for r in rollups if r.period_seconds == period):
             at = rollup.period_start
             key = (period, period_floor(at, period))
             if any((p, period_floor(at, p)) in chosen for p in periods if p > period):
@@ -169,8 +211,7 @@ def range_plan(
         if w.continuous and w.started_at >= start and any((p, period_floor(w.started_at, p)) in chosen for p in periods):
             continue
         plan.windows.append(w)
-        window_end = w.started_at + timedelta(seconds=w.effective_duration_seconds)
-        plan.covered_seconds += max(0.0, (min(window_end, end) - max(w.started_at, start)).total_seconds())
+        plan.covered_seconds += max(0.0, (min(w.end, end) - max(w.started_at, start)).total_seconds())
     return plan
 
 
@@ -183,8 +224,8 @@ def range_merge(*, plan: RangePlan) -> MergedRange:
             "its rollups are not built yet (the rollup task builds closed periods every few minutes): "
             "pick a shorter range or retry later"
         )
-    sources = [(r.payload, f"the rollup of {r.period_start:%Y-%m-%d %H:%M}") for r in plan.rollups]
-    sources += [(w.payload, f"profile {w.pk}") for w in plan.windows]
+    sources = [(r.file(), f"the rollup of {r.period_start:%Y-%m-%d %H:%M}") for r in plan.rollups]
+    sources += [(w.file(), f"profile {w.id}") for w in plan.windows]
     if not sources:
         return MergedRange(plan=plan, profile=None)
     # One file at a time: parsed, merged, dropped.
