@@ -245,3 +245,19 @@ def test_retention_removes_raw_windows_and_keeps_rollups_for_their_own_period(ap
     assert not ProfileRollup.objects.exists()
     assert not list((media_root / "rollups").rglob("*.json.gz"))
     assert merge(api_client, at(0), at(60)).json()["profileCount"] == 0
+
+
+@pytest.mark.django_db
+def test_beat_runs_the_rollup_task_which_builds_the_closed_periods(api_client, tenant, eager_celery):
+    from django.conf import settings as django_settings
+
+    from profiles.tasks import rollup_profiles
+
+    entry = django_settings.CELERY_BEAT_SCHEDULE["rollup-profiles"]
+    assert entry["task"] == "profiles.tasks.rollup_profiles"
+    assert entry["schedule"] == timedelta(seconds=django_settings.PROFILING_ROLLUP_PERIOD_SECONDS)
+    for minute in range(0, 10):
+        window(tenant.tenant, minute, leaves_of(minute))  # completed just now, in a closed period
+    rollup_profiles.delay()
+    assert sorted(ProfileRollup.objects.values_list("period_seconds", "profile_count")) == [(600, 10), (3600, 10), (86400, 10)]
+    assert merge(api_client, at(0), at(10)).json()["sources"] == {"rollups": 1, "windows": 0, "bytesRead": ProfileRollup.objects.get(period_seconds=600).size_bytes}
