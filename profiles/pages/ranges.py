@@ -15,7 +15,8 @@ from django.views.decorators.http import require_GET
 from .. import selectors
 from ..analysis.compare import differential_tree, normalization_scale
 from ..analysis.flamegraph import flame_tree
-from ..models import ProfileRollup, ProfileType, Status
+from ..analysis.model import ENGINES
+from ..models import SERVICE_VALIDATOR, ProfileRollup, ProfileType, Status
 from . import charts
 from .access import get_tenant_for_user, profiles_for_user, tenants_for_user
 from .data import MAX_NODES, _cached
@@ -46,7 +47,10 @@ def _tenant(request, service: str):
 
 
 def _when(text: str | None) -> datetime | None:
-    parsed = parse_datetime(text) if text else None
+    try:
+        parsed = parse_datetime(text) if text else None
+    except ValueError:  # well formed but impossible, e.g. month 13
+        return None
     if parsed is not None and parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC) if parsed else None
@@ -99,6 +103,8 @@ def _span_text(start: datetime, end: datetime) -> str:
 @login_required
 @require_GET
 def service_page(request, service):
+    if not SERVICE_VALIDATOR.regex.fullmatch(service):  # e.g. a NUL byte, which PostgreSQL refuses
+        raise Http404("No profiles of this service.")
     tenant = _tenant(request, service)
     of_service = profiles_for_user(request.user).filter(tenant=tenant, service=service)
     types = sorted(
@@ -128,6 +134,8 @@ def service_page(request, service):
     start, end = picked or (anchor - (preset or timedelta(hours=1)), anchor)
     base_range = _range_from(request.GET, "baseFrom", "baseTo")
     engine = request.GET.get("engine", "")
+    if engine not in ENGINES:
+        engine = ""
 
     context = {
         "section": "services", "tenant": tenant, "service": service, "types": types, "profile_type": profile_type,

@@ -88,3 +88,19 @@ def test_after_retention_the_timeline_and_the_merge_come_from_rollups(member_cli
     assert graph_data(after)["nodes"][0][3] == graph_data(before)["nodes"][0][3]
     # One bar per window before; per 10 min rollup (one window each) after: the same bars.
     assert len(bars(before)) == 12 and bars(after) == bars(before)
+
+
+@pytest.mark.parametrize("params", [
+    {"from": "2026-13-45T10:00:00Z", "to": "2026-11-30T10:05:00Z"},
+    {"engine": "no\x00such", "type": "heap"},
+    {"baseFrom": "yesterday", "baseTo": "", "range": "2y"},
+])
+def test_bad_parameters_fall_back_to_defaults_rather_than_fail(member_client, tenant, params):
+    windows(tenant.tenant, range(0, 3))
+    response = member_client.get(reverse("service-page", args=["checkout"]), params)
+    assert response.status_code == 200
+    assert "3 profiles merged" in response.content.decode()  # the default: the last hour
+
+
+def test_a_service_name_no_profile_can_have_is_a_404(member_client, tenant):
+    assert member_client.get(reverse("service-page", args=["a\x00b"])).status_code == 404
