@@ -9,6 +9,9 @@ stored cpu profile of a demo-like service (4 busy threads, 600 functions, ~400 c
 seeded variation per window. Files go to a temporary MEDIA_ROOT. The benchmark tenant's rows
 are deleted and recreated on every run; nothing else in the database is touched.
 
+With --keep the data stays (files in $TMPDIR/bench-ranges-media) and a later --keep run
+reuses it, skipping setup and figure 1.
+
 Figures:
 1. rollup write cost per window: the beat task building every 10 min, 1 h and 1 day rollup of
    the 7 days, divided by the windows it covered; bytes written.
@@ -39,7 +42,9 @@ sys.path.insert(0, str(ROOT))
 _scratch = Path(tempfile.mkdtemp(prefix="bench-ranges-"))
 atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "profiling_platform.settings")
-os.environ["MEDIA_ROOT"] = str(_scratch / "media")
+# --keep: the files stay in a fixed folder, so a later --keep run can reuse them.
+_media = Path(tempfile.gettempdir()) / "bench-ranges-media" if "--keep" in sys.argv else _scratch / "media"
+os.environ["MEDIA_ROOT"] = str(_media)
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{_scratch / 'bench.sqlite3'}")
 os.environ.setdefault("LOG_LEVEL", "ERROR")
 
@@ -165,29 +170,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=7, help="days of windows per service (default 7)")
     parser.add_argument("--repeat", type=int, default=20, help="requests per figure (default 20)")
+    parser.add_argument("--keep", action="store_true", help="keep the data, and reuse it when it is there")
     args = parser.parse_args()
     print(f"database: {connection.vendor}; python {sys.version.split()[0]}; machine load {os.getloadavg()[0]:.2f}")
     if connection.vendor != "postgresql":
         print("   (not PostgreSQL: the figures are not the issue's)")
     call_command("migrate", verbosity=0)
-    Tenant.objects.filter(external_id=TENANT).delete()
+    count = args.days * 1440
+    reuse = args.keep and ProfileResult.objects.filter(tenant__external_id=TENANT).count() == count * len(SERVICES)
+    if not reuse:
+        Tenant.objects.filter(external_id=TENANT).delete()
     tenant, _ = tenant_get_or_create(external_id=TENANT, name="Benchmark ranges")
     _, raw_token = token_create(tenant=tenant, scope=TokenScope.API)
     api = Client(HTTP_AUTHORIZATION=f"Bearer {raw_token}", HTTP_X_TENANT_ID=TENANT)
 
-    heading(f"setup: {args.days} days of 60 s windows for each of {len(SERVICES)} services")
-    started = time.perf_counter()
-    count = populate(tenant, args.days)
-    print(f"   {count * len(SERVICES)} windows stored in {time.perf_counter() - started:.1f} s")
+    if reuse:
+        print(f"\n(reusing the {count * len(SERVICES)} windows and their rollups of an earlier --keep run)")
+    else:
+        heading(f"setup: {args.days} days of 60 s windows for each of {len(SERVICES)} services")
+        started = time.perf_counter()
+        populate(tenant, args.days)
+        print(f"   {count * len(SERVICES)} windows stored in {time.perf_counter() - started:.1f} s")
 
-    heading("1. rollup write cost per window (the beat task over all closed periods)")
-    started = time.perf_counter()
-    written = services.rollups_refresh(now=END + timedelta(minutes=5), lookback=timedelta(days=args.days + 1))
-    elapsed = time.perf_counter() - started
-    rollup_bytes = sum(ProfileRollup.objects.filter(tenant=tenant).values_list("size_bytes", flat=True))
-    windows = count * len(SERVICES)
-    print(f"   {written} rollups written in {elapsed:.1f} s: {elapsed / windows * MS:.2f} ms per window, "
-          f"{rollup_bytes / windows / 1024:.2f} KB of rollup per window")
+        heading("1. rollup write cost per window (the beat task over all closed periods)")
+        started = time.perf_counter()
+        written = services.rollups_refresh(now=END + timedelta(minutes=5), lookback=timedelta(days=args.days + 1))
+        elapsed = time.perf_counter() - started
+        rollup_bytes = sum(ProfileRollup.objects.filter(tenant=tenant).values_list("size_bytes", flat=True))
+        windows = count * len(SERVICES)
+        print(f"   {written} rollups written in {elapsed:.1f} s: {elapsed / windows * MS:.2f} ms per window, "
+              f"{rollup_bytes / windows / 1024:.2f} KB of rollup per window")
 
     one = ProfileResult.objects.filter(tenant=tenant, service=SERVICES[0]).order_by("started_at").first()
     baseline = measure(lambda: api.get(f"/api/v1/observability/profiling/{one.pk}"), args.repeat)
@@ -228,8 +240,9 @@ def main() -> int:
         print(f"   {label:>6}: p50 {statistics.median(times) * MS:.0f} ms, p95 {p95(times) * MS:.0f} ms "
               f"({statistics.median(times) / base50:.0f}x / {p95(times) / base95:.0f}x the one-profile GET)")
     print(f"\nmachine load at the end {os.getloadavg()[0]:.2f} (2 cores shared; figures are noisy when loaded)")
-    Tenant.objects.filter(external_id=TENANT).delete()
     user.delete()
+    if not args.keep:
+        Tenant.objects.filter(external_id=TENANT).delete()
     return 0
 
 
