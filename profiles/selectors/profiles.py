@@ -5,6 +5,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import orjson
 from django.conf import settings
 
 from ..analysis import (
@@ -12,11 +13,11 @@ from ..analysis import (
     InvalidProfile,
     Profile,
     Sample,
-    load_gzip_json,
     to_folded,
     to_pprof,
     to_speedscope,
 )
+from ..analysis.model import gunzip_capped
 from ..models import ProfileResult, Status
 
 
@@ -48,9 +49,12 @@ def stored_document(payload, what: str) -> dict:
         raise ProfileNotReady(f"the stored data of {what} could not be read") from None
     try:
         with gc_paused():
-            return load_gzip_json(data, settings.PROFILING_MAX_RAW_BYTES)
-    except InvalidProfile as exc:
+            doc = orjson.loads(gunzip_capped(data, settings.PROFILING_MAX_RAW_BYTES))
+    except (InvalidProfile, orjson.JSONDecodeError) as exc:
         raise ProfileNotReady(f"the stored data of {what} is unreadable: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ProfileNotReady(f"the stored data of {what} is unreadable: not a JSON object")
+    return doc
 
 
 def stored_analysis(payload, what: str) -> Profile:
