@@ -104,3 +104,21 @@ def test_drag_a_range_see_its_merge_and_focus_a_function_from_the_table(page, op
     width = float(frame.locator("rect").get_attribute("width"))
     assert width == pytest.approx(page.locator("svg.flamegraph").bounding_box()["width"], rel=0.02)
     shot(page, "service-sandwich")
+
+    # Shift-drag picks the base range: the same range now shows the differential flame graph.
+    page.keyboard.down("Shift")
+    page.mouse.move(left + width * 0.6, y)
+    page.mouse.down()
+    page.mouse.move(left + width * 0.7, y, steps=5)
+    page.mouse.move(left + width * 0.85, y, steps=5)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    page.wait_for_url("**baseFrom=**")
+    page.wait_for_selector("[data-flamegraph][data-ready]")
+    query = parse_qs(urlparse(page.url).query)
+    kept = [datetime.fromisoformat(query[k][0].replace("Z", "+00:00")) for k in ("from", "to")]
+    assert kept == [start, end]  # the picked range stays; only the base is new
+    assert page.locator("#flamegraph h2").inner_text() == "Differential flame graph"
+    assert page.evaluate("() => document.querySelector('[data-flamegraph]').flamegraph.data.differential") is True
+    assert "Base range" in page.locator("#base-summary").inner_text()
+    shot(page, "service-differential")
