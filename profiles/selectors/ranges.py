@@ -15,6 +15,7 @@ retention removed the raw windows of a period its rollup still answers.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -153,24 +154,23 @@ def range_plan(
     `starting_within` keeps only profiles that start inside the range (what a rollup of that
     period holds); `finer_than` uses only rollups of shorter periods (building a rollup).
     Raises MixedEngines when no `engine` was given and the range holds several.
+
+    Two reads of the rows: the start (and engine) of every continuous window in the range, to
+    tell fresh rollups from stale ones, then whole rows only of the windows no chosen rollup
+    holds. A week is 10,080 windows; reading them whole would cost most of the request.
     """
-    earliest = start if starting_within else start - MAX_WINDOW
     candidates = ProfileResult.objects.filter(
         tenant=tenant, service=service, profile_type=profile_type, status=Status.COMPLETED,
-        started_at__gte=earliest, started_at__lt=end,
+        started_at__gte=start if starting_within else start - MAX_WINDOW, started_at__lt=end,
     )
     if engine:
         candidates = candidates.filter(engine=engine)
     if continuous is not None:
         candidates = candidates.filter(continuous=continuous)
-    # Plain tuples: a week is 10,080 rows, and model instances would cost most of the request.
-    windows = []
-    for row in candidates.order_by("started_at", "id").values_list(*Window._fields):
-        window = Window(*row)
-        if window.end > start or window.started_at >= start:
-            windows.append(window)
     periods = [p for p in PERIODS if finer_than is None or p < finer_than]
     rollups: list[Rollup] = []
+    engines: set[str] = set()
+    counts: Counter = Counter()  # continuous windows per (period, start): a rollup holding fewer is stale
     if continuous is not False and periods:
         rollup_rows = ProfileRollup.objects.filter(
             tenant=tenant, service=service, profile_type=profile_type,
@@ -182,18 +182,15 @@ def range_plan(
             rollup = Rollup(*row)
             if rollup.period_start + timedelta(seconds=rollup.period_seconds) <= end:
                 rollups.append(rollup)
+                engines.add(rollup.engine)
+        if rollups:
+            for started_at, window_engine in candidates.filter(continuous=True, started_at__gte=start).values_list(
+                "started_at", "engine"
+            ):
+                engines.add(window_engine)
+                for period in periods:
+                    counts[(period, period_floor(started_at, period))] += 1
 
-    engines = {w.engine for w in windows} | {r.engine for r in rollups}
-    if len(engines) > 1:
-        raise MixedEngines(engines)
-
-    # Continuous windows per (period, start): a rollup holding fewer than these is stale.
-    counts: dict[tuple[int, int], int] = {}
-    for w in windows:
-        if w.continuous and w.started_at >= start:
-            for period in periods:
-                key = (period, period_floor(w.started_at, period))
-                counts[key] = counts.get(key, 0) + 1
     chosen: set[tuple[int, int]] = set()
     plan = RangePlan(start=start, end=end)
     for period in periods:  # coarsest first: a chosen period hides the rollups nested in it
@@ -202,17 +199,41 @@ def range_plan(
             key = (period, period_floor(at, period))
             if any((p, period_floor(at, p)) in chosen for p in periods if p > period):
                 continue
-            if rollup.profile_count < counts.get(key, 0):
+            if rollup.profile_count < counts[key]:
                 continue  # windows arrived after it was built: the periodic task rebuilds it
             chosen.add(key)
             plan.rollups.append(rollup)
             plan.covered_seconds += min(rollup.duration_seconds, period)
-    for w in windows:
+
+    rest = candidates
+    spans = _spans(plan.rollups)
+    if len(spans) <= 50:  # else the query would be too long: filter them out below instead
+        for span_start, span_end in spans:
+            rest = rest.exclude(continuous=True, started_at__gte=span_start, started_at__lt=span_end)
+    for row in rest.order_by("started_at", "id").values_list(*Window._fields):
+        w = Window(*row)
+        if w.end <= start and w.started_at < start:
+            continue  # ended before the range
         if w.continuous and w.started_at >= start and any((p, period_floor(w.started_at, p)) in chosen for p in periods):
             continue
+        engines.add(w.engine)
         plan.windows.append(w)
         plan.covered_seconds += max(0.0, (min(w.end, end) - max(w.started_at, start)).total_seconds())
+    if len(engines) > 1:
+        raise MixedEngines(engines)
     return plan
+
+
+def _spans(rollups: list[Rollup]) -> list[tuple[datetime, datetime]]:
+    """The chosen rollups' periods joined where they touch."""
+    spans: list[list[datetime]] = []
+    for rollup in sorted(rollups, key=lambda r: r.period_start):
+        period_end = rollup.period_start + timedelta(seconds=rollup.period_seconds)
+        if spans and spans[-1][1] == rollup.period_start:
+            spans[-1][1] = period_end
+        else:
+            spans.append([rollup.period_start, period_end])
+    return [(a, b) for a, b in spans]
 
 
 def range_merge(*, plan: RangePlan) -> MergedRange:
