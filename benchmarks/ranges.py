@@ -13,7 +13,7 @@ With --keep the data stays (files in $TMPDIR/bench-ranges-media) and a later --k
 reuses it, skipping setup and figure 1.
 
 Figures:
-1. rollup write cost per window: the beat task building every 10 min, 1 h and 1 day rollup of
+1. rollup write cost per window: the beat task building every 10 min, 1 h, 6 h and 1 day rollup of
    the 7 days, divided by the windows it covered; bytes written.
 2. GET /merge (top functions) for ranges of 1 h, 24 h (1,440 windows) and 7 days (10,080),
    ragged at both ends, p50/p95 through the whole HTTP stack (targets: 24 h p95 <= 1 s, 7 days

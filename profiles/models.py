@@ -188,7 +188,7 @@ def rollup_path(instance: "ProfileRollup", filename: str) -> str:
 
 class ProfileRollup(models.Model):
     """The merge of one service's continuous windows of one type and engine that started in one
-    period (10 min, 1 h or 1 day, aligned to UTC); see profiles/services/rollups.py."""
+    period (10 min, 1 h, 6 h or 1 day, aligned to UTC); see profiles/services/rollups.py."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="profile_rollups")
     service = models.CharField(max_length=128, validators=[SERVICE_VALIDATOR])

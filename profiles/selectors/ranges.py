@@ -32,7 +32,7 @@ from .compare import comparison_result
 from .profiles import ProfileNotReady, gc_paused, stored_document
 
 # Rollup periods in seconds, coarsest first; each divides the one before, so periods nest.
-PERIODS = (86_400, 3_600, 600)
+PERIODS = (86_400, 21_600, 3_600, 600)
 # The longest window a profile can have (requested_duration_seconds' maximum).
 MAX_WINDOW = timedelta(seconds=3_600)
 

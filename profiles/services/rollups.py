@@ -1,4 +1,4 @@
-"""Writes of rollups: the merge of a service's continuous windows per period (10 min, 1 h, 1 day).
+"""Writes of rollups: the merge of a service's continuous windows per period (10 min, 1 h, 6 h, 1 day).
 
 Why periodic and not per upload: a rollup rewritten on every window's arrival costs its whole
 file each time (a day's rollup would be written 1,440 times a day). Instead a beat task

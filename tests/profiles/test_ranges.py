@@ -259,5 +259,5 @@ def test_beat_runs_the_rollup_task_which_builds_the_closed_periods(api_client, t
     for minute in range(0, 10):
         window(tenant.tenant, minute, leaves_of(minute))  # completed just now, in a closed period
     rollup_profiles.delay()
-    assert sorted(ProfileRollup.objects.values_list("period_seconds", "profile_count")) == [(600, 10), (3600, 10), (86400, 10)]
+    assert sorted(ProfileRollup.objects.values_list("period_seconds", "profile_count")) == [(600, 10), (3600, 10), (21600, 10), (86400, 10)]
     assert merge(api_client, at(0), at(10)).json()["sources"] == {"rollups": 1, "windows": 0, "bytesRead": ProfileRollup.objects.get(period_seconds=600).size_bytes}

@@ -84,7 +84,7 @@ def test_profiles_and_rollups_live_in_the_bucket_and_retention_deletes_them(api_
 
     services.rollups_refresh(now=at(24 * 60 + 10), lookback=timedelta(days=2))
     rollup_keys = bucket("rollups/")
-    assert rollup_keys == sorted(r.payload.name for r in ProfileRollup.objects.all()) and len(rollup_keys) == 4  # 10:00, 10:10, the hour, the day
+    assert rollup_keys == sorted(r.payload.name for r in ProfileRollup.objects.all()) and len(rollup_keys) == 5  # 10:00, 10:10, the hour, 06:00-12:00, the day
     rolled = merge(api_client, at(0), at(20)).json()
     assert rolled["sources"] == {**rolled["sources"], "rollups": 2, "windows": 0}
     assert rolled["totalValue"] == raw["totalValue"] and rolled["topFunctions"] == raw["topFunctions"]
