@@ -5,7 +5,7 @@ cpu windows, on PostgreSQL. Prints figures and ratios; never fails a build.
 
 Data: 10,080 back-to-back 60 s windows (7 days) of one service and as many of another, each a
 stored cpu profile of a demo-like service (4 busy threads, 600 functions, ~400 code paths
-12-32 frames deep, Zipf popularity: ~1,500 (stack, thread) samples, ~25 KB stored), with a
+12-32 frames deep, Zipf popularity: ~1,500 (stack, thread) samples, ~21 KB stored), with a
 seeded variation per window. Files go to a temporary MEDIA_ROOT. The benchmark tenant's rows
 are deleted and recreated on every run; nothing else in the database is touched.
 
