@@ -342,3 +342,45 @@ class WebhookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.event} -> {self.url} ({self.status})"
+
+
+def rollup_path(instance: "ProfileRollup", filename: str) -> str:
+    return (
+        f"rollups/{instance.tenant_id}/{instance.service}/{instance.profile_type}/{instance.engine}/"
+        f"{instance.period_seconds}/{instance.period_start:%Y%m%dT%H%M%SZ}.json.gz"
+    )
+
+
+class ProfileRollup(models.Model):
+    """The merge of one service's continuous windows of one type and engine that started in one
+    period (10 min, 1 h, 6 h or 1 day, aligned to UTC); see profiles/services/rollups.py."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="profile_rollups")
+    service = models.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
+    profile_type = models.CharField(max_length=16, choices=ProfileType.choices)
+    engine = models.CharField(max_length=32)
+    unit = models.CharField(max_length=16)
+    period_seconds = models.PositiveIntegerField()
+    period_start = models.DateTimeField()
+    profile_count = models.PositiveIntegerField(help_text="windows merged into it")
+    duration_seconds = models.FloatField(help_text="sum of the windows' durations")
+    sample_count = models.BigIntegerField(default=0)
+    total_value = models.BigIntegerField(default=0)
+    payload = models.FileField(upload_to=rollup_path, max_length=255)
+    size_bytes = models.PositiveIntegerField(default=0)
+    built_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["period_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "service", "profile_type", "engine", "period_seconds", "period_start"],
+                name="one_rollup_per_period",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "service", "profile_type", "period_start"], name="rollup_range"),
+        ]
+
+    def __str__(self):
+        return f"{self.service} {self.profile_type} {self.period_start:%Y-%m-%d %H:%M} /{self.period_seconds}s"

@@ -37,7 +37,7 @@ def dispatch_continuous_profiles() -> int:
 @shared_task(time_limit=3600, soft_time_limit=3500)
 def purge_expired_profiles() -> int:
     """Beat, daily: idempotent (what is gone stays gone)."""
-    return services.profiles_purge_expired()
+    return services.profiles_purge_expired() + services.rollups_purge_expired()
 
 
 @shared_task(time_limit=300, soft_time_limit=280)
@@ -58,3 +58,9 @@ def deliver_alert_webhook(self, delivery_id: str) -> None:
         base = settings.PROFILING_WEBHOOK_RETRY_SECONDS
         countdown = base * 2**self.request.retries * (1 + random.random() / 4)
         raise self.retry(exc=exc, countdown=countdown) from None
+
+
+@shared_task(time_limit=1800, soft_time_limit=1700)
+def rollup_profiles() -> int:
+    """Beat, every PROFILING_ROLLUP_PERIOD_SECONDS: builds the closed periods' missing or stale rollups."""
+    return services.rollups_refresh()

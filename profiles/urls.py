@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .pages import ranges
 
 urlpatterns = [
     path("", views.profile_list, name="profile-list"),
@@ -13,5 +14,6 @@ urlpatterns = [
     path("alerts/", views.alerts, name="alerts"),
     path("continuous/", views.continuous, name="continuous"),
     path("services/", views.services_inventory, name="services"),
+    path("services/<str:service>/", ranges.service_page, name="service-page"),
     path("flamegraph/<str:token>/", views.shared_flamegraph, name="flamegraph-shared"),
 ]

@@ -97,8 +97,28 @@ STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 MEDIA_URL = "/media/"
+# Profile files and rollups: MEDIA_ROOT by default, any S3-compatible object store when
+# PROFILING_S3_BUCKET is set (credentials from PROFILING_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY, or
+# boto3's usual chain: AWS_* variables, instance roles).
+PROFILING_S3_BUCKET = env("PROFILING_S3_BUCKET", default="")
+
+
+def s3_storage(bucket: str, **options) -> dict:
+    """The STORAGES entry of an S3 bucket (the tests build theirs with the same function)."""
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": bucket, "file_overwrite": False, **options}}
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": s3_storage(
+        PROFILING_S3_BUCKET,
+        endpoint_url=env("PROFILING_S3_ENDPOINT_URL", default=None),
+        region_name=env("PROFILING_S3_REGION", default=None),
+        access_key=env("PROFILING_S3_ACCESS_KEY_ID", default=None),
+        secret_key=env("PROFILING_S3_SECRET_ACCESS_KEY", default=None),
+        location=env("PROFILING_S3_PREFIX", default=""),
+    )
+    if PROFILING_S3_BUCKET
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
@@ -186,6 +206,11 @@ PROFILING_CONTINUOUS_WINDOW_SECONDS = env.int(
 # An agent instance that polled this recently is live (inventory, routing, failure reasons).
 PROFILING_AGENT_LIVE_SECONDS = env.int("PROFILING_AGENT_LIVE_SECONDS", default=60)
 PROFILING_DEFAULT_RETENTION_DAYS = env.int("PROFILING_DEFAULT_RETENTION_DAYS", default=30)
+# Rollups (per-period merges of continuous windows) outlive raw windows; built every few minutes.
+PROFILING_ROLLUP_RETENTION_DAYS = env.int("PROFILING_ROLLUP_RETENTION_DAYS", default=400)
+PROFILING_ROLLUP_PERIOD_SECONDS = env.int("PROFILING_ROLLUP_PERIOD_SECONDS", default=300)
+# A merge reads at most this many raw windows (the rest comes from rollups), so it never stalls a worker.
+PROFILING_MERGE_MAX_RAW_WINDOWS = env.int("PROFILING_MERGE_MAX_RAW_WINDOWS", default=2000)
 PROFILING_POLL_SECONDS = env.float("PROFILING_POLL_SECONDS", default=5.0)
 # Regression alerts: windows are checked as often as they are made; webhook retries; private targets (tests, dev).
 PROFILING_ALERT_CHECK_SECONDS = env.int("PROFILING_ALERT_CHECK_SECONDS", default=PROFILING_CONTINUOUS_PERIOD_SECONDS)
@@ -209,6 +234,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "profiles.tasks.check_regression_alerts",
         "schedule": timedelta(seconds=PROFILING_ALERT_CHECK_SECONDS),
         "options": {"expires": PROFILING_ALERT_CHECK_SECONDS},
+    },
+    "rollup-profiles": {
+        "task": "profiles.tasks.rollup_profiles",
+        "schedule": timedelta(seconds=PROFILING_ROLLUP_PERIOD_SECONDS),
+        "options": {"expires": PROFILING_ROLLUP_PERIOD_SECONDS},
     },
     "purge-expired-profiles": {
         "task": "profiles.tasks.purge_expired_profiles",

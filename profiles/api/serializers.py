@@ -1,3 +1,5 @@
+from datetime import UTC, timedelta
+
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
@@ -255,9 +257,34 @@ class ServiceInventorySerializer(serializers.Serializer):
 # --- compare ----------------------------------------------------------------------------------
 
 
+MAX_RANGE = timedelta(days=400)
+
+
+def validated_range(attrs: dict, start_key: str, end_key: str) -> tuple:
+    """(start, end) in UTC, or a 400 naming the field."""
+    start, end = attrs[start_key].astimezone(UTC), attrs[end_key].astimezone(UTC)
+    if start >= end:
+        raise serializers.ValidationError({start_key: f"'{start_key}' must be before '{end_key}'."})
+    if end - start > MAX_RANGE:
+        raise serializers.ValidationError({end_key: f"A range spans at most {MAX_RANGE.days} days."})
+    return start, end
+
+
+RANGE_COMPARE_FIELDS = ("service", "profileType", "baseFrom", "baseTo", "comparisonFrom", "comparisonTo")
+
+
 class CompareQuerySerializer(serializers.Serializer):
-    baseProfileId = serializers.UUIDField()
-    comparisonProfileId = serializers.UUIDField()
+    """Two profile ids, or two time ranges of one service and type (each merged, see /merge)."""
+
+    baseProfileId = serializers.UUIDField(required=False)
+    comparisonProfileId = serializers.UUIDField(required=False)
+    service = serializers.CharField(max_length=128, validators=[SERVICE_VALIDATOR], required=False)
+    profileType = serializers.ChoiceField(choices=ProfileType.choices, required=False)
+    baseFrom = serializers.DateTimeField(required=False, help_text="base range start (ISO 8601), with baseTo")
+    baseTo = serializers.DateTimeField(required=False)
+    comparisonFrom = serializers.DateTimeField(required=False, help_text="comparison range start, with comparisonTo")
+    comparisonTo = serializers.DateTimeField(required=False)
+    engine = serializers.CharField(max_length=32, required=False, default="", help_text="ranges: when they hold several engines")
     noiseThresholdPercent = serializers.FloatField(
         min_value=0, max_value=1000, default=5.0,
         help_text="a function whose value moved by at most this percent is unchanged",
@@ -277,6 +304,22 @@ class CompareQuerySerializer(serializers.Serializer):
     includeNoise = serializers.BooleanField(
         default=False, help_text="also list changes within sampling noise (significant: false)"
     )
+
+
+    def validate(self, attrs):
+        if "baseProfileId" in attrs or "comparisonProfileId" in attrs:
+            missing = [k for k in ("baseProfileId", "comparisonProfileId") if k not in attrs]
+        else:
+            missing = [k for k in RANGE_COMPARE_FIELDS if k not in attrs]
+            if not missing:
+                attrs["base"] = validated_range(attrs, "baseFrom", "baseTo")
+                attrs["comparison"] = validated_range(attrs, "comparisonFrom", "comparisonTo")
+        if missing:
+            raise serializers.ValidationError(
+                {k: "Required: give baseProfileId and comparisonProfileId, or service, profileType, "
+                 "baseFrom, baseTo, comparisonFrom and comparisonTo." for k in missing}
+            )
+        return attrs
 
 
 DELTA_STATUSES = ("changed", "added", "removed")

@@ -1,10 +1,11 @@
 from django.urls import path
 
-from . import agent, alerts, views
+from . import agent, alerts, ranges, views
 
 urlpatterns = [
     path("start", views.ProfileStartView.as_view(), name="profile-start"),
     path("history", views.ProfileHistoryView.as_view(), name="profile-history"),
+    path("merge", ranges.MergeView.as_view(), name="profile-merge"),
     path("compare", views.ProfileCompareView.as_view(), name="profile-compare"),
     path("continuous", views.ContinuousListView.as_view(), name="continuous-list"),
     path("continuous/<str:service>", views.ContinuousDetailView.as_view(), name="continuous-detail"),

@@ -159,6 +159,8 @@ class ProfileCompareView(TenantScopedAPIView):
         query = CompareQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
+        if "base" in params:
+            return self._compare_ranges(request, params)
         scoped = self.get_queryset()
         base = scoped.filter(pk=params["baseProfileId"]).first()
         comparison = scoped.filter(pk=params["comparisonProfileId"]).first()
@@ -178,6 +180,22 @@ class ProfileCompareView(TenantScopedAPIView):
         except selectors.ProfilesIncomparable as exc:
             raise Incomparable(str(exc)) from None
         except selectors.ProfileNotReady as exc:
+            raise Conflict(str(exc)) from None
+        return Response(ProfileComparisonSerializer(result).data)
+
+    def _compare_ranges(self, request, params):
+        try:
+            result = selectors.range_compare(
+                tenant=request.tenant, service=params["service"], profile_type=params["profileType"],
+                base=params["base"], comparison=params["comparison"], engine=params["engine"],
+                normalization=params.get("normalization"), noise_threshold_percent=params["noiseThresholdPercent"],
+                limit=params["limit"], include_noise=params["includeNoise"],
+            )
+        except (selectors.ProfilesIncomparable, selectors.MixedEngines) as exc:
+            raise Incomparable(str(exc)) from None
+        except selectors.RangeEmpty as exc:
+            raise exceptions.NotFound(str(exc)) from None
+        except (selectors.ProfileNotReady, selectors.RangeNotRolledUp) as exc:
             raise Conflict(str(exc)) from None
         return Response(ProfileComparisonSerializer(result).data)
 

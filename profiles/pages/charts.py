@@ -136,3 +136,53 @@ def line_chart(
             )
     out.append("</svg>")
     return "".join(out)
+
+
+TIMELINE_HEIGHT = 170
+
+
+def timeline_chart(
+    bars: Sequence[tuple[datetime, float, str]],
+    *,
+    start: datetime,
+    end: datetime,
+    step_seconds: float,
+    y_format: Callable[[float], str],
+    selections: Sequence[tuple[str, datetime, datetime]] = (),
+    label: str = "",
+) -> str:
+    """An SVG bar timeline of [start, end) with highlighted selections (css class, from, to).
+
+    The plot's time span and position are in data attributes, so static/js/ranges.js turns a
+    drag on it into a range without asking the server.
+    """
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, TIMELINE_HEIGHT - TOP - 34
+    span = (end - start).total_seconds()
+
+    def sx(at: datetime) -> float:
+        return LEFT + plot_w * min(max((at - start).total_seconds() / span, 0.0), 1.0)
+
+    out = [
+        f'<svg class="chart timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {TIMELINE_HEIGHT}" '
+        f'role="img" aria-label="{escape(label)}" data-start="{start.timestamp() * 1000:.0f}" '
+        f'data-end="{end.timestamp() * 1000:.0f}" data-left="{LEFT}" data-width="{plot_w}">',
+        f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}"/>',
+    ]
+    for css, sel_start, sel_end in selections:
+        x0, x1 = sx(sel_start), sx(sel_end)
+        out.append(f'<rect class="selection {css}" x="{x0:.1f}" y="{TOP}" width="{max(x1 - x0, 1.5):.1f}" height="{plot_h}"/>')
+    top_value = nice_ticks(max((value for _, value, _ in bars), default=0.0))[-1]
+    out.append(f'<text class="tick y" x="{LEFT - 8}" y="{TOP + 8}" text-anchor="end">{escape(y_format(top_value))}</text>')
+    out.append(f'<text class="tick y" x="{LEFT - 8}" y="{TOP + plot_h}" text-anchor="end">0</text>')
+    bar_w = max(plot_w * step_seconds / span - 0.6, 0.8)
+    for at, value, title in bars:
+        height = plot_h * value / top_value if top_value else 0
+        out.append(
+            f'<rect class="bar" x="{sx(at):.1f}" y="{TOP + plot_h - height:.1f}" width="{bar_w:.1f}" '
+            f'height="{height:.1f}"><title>{escape(title)}</title></rect>'
+        )
+    for at, text in time_ticks(start, end):
+        out.append(f'<text class="tick x" x="{sx(at):.1f}" y="{TOP + plot_h + 18}" text-anchor="middle">{escape(text)}</text>')
+    out.append(f'<rect class="drag" x="{LEFT}" y="{TOP}" width="0" height="{plot_h}" visibility="hidden"/>')
+    out.append("</svg>")
+    return "".join(out)

@@ -27,8 +27,20 @@ from .profiles import (  # noqa: F401
     EXPORT_FORMATS,
     ExportedProfile,
     ProfileNotReady,
+    export_analysis,
     profile_export,
     profile_flame_tree,
     profile_load_analysis,
     profile_read_artifact,
+)
+from .ranges import (  # noqa: F401
+    MergedRange,
+    MixedEngines,
+    RangeEmpty,
+    RangeNotRolledUp,
+    RangePlan,
+    range_compare,
+    range_merge,
+    range_plan,
+    range_timeline,
 )

@@ -1,6 +1,6 @@
 """Reads for comparing two profiles."""
 
-from ..analysis import IncomparableProfiles, compare_profiles
+from ..analysis import IncomparableProfiles, Profile, compare_profiles
 from ..analysis.significance import default_normalization
 from ..models import ProfileResult
 from .profiles import profile_load_analysis
@@ -53,8 +53,38 @@ def profile_compare(
     mismatch = _mismatch(base, comparison)
     if mismatch and not allow_mismatch:
         raise ProfilesIncomparable(mismatch)
-    base_profile = profile_load_analysis(profile=base)
-    comparison_profile = profile_load_analysis(profile=comparison)
+    return comparison_result(
+        base_profile=profile_load_analysis(profile=base),
+        comparison_profile=profile_load_analysis(profile=comparison),
+        base_label=str(base.pk),
+        comparison_label=str(comparison.pk),
+        engines=(base.engine, comparison.engine),
+        mismatch=mismatch,
+        normalization=normalization,
+        noise_threshold_percent=noise_threshold_percent,
+        limit=limit,
+        include_noise=include_noise,
+    )
+
+
+def comparison_result(
+    *,
+    base_profile: Profile,
+    comparison_profile: Profile,
+    base_label: str,
+    comparison_label: str,
+    engines: tuple[str, str],
+    mismatch: str | None = None,
+    normalization: str | None = None,
+    noise_threshold_percent: float = 5.0,
+    limit: int = 100,
+    include_noise: bool = False,
+) -> dict:
+    """The seed's ProfileComparison of two analysed profiles (stored ones, or merged ranges)."""
+    if base_profile.profile_type != comparison_profile.profile_type:
+        raise ProfilesIncomparable(
+            f"cannot compare a {base_profile.profile_type} profile with a {comparison_profile.profile_type} profile"
+        )
     try:
         result = compare_profiles(
             base_profile,
@@ -67,7 +97,7 @@ def profile_compare(
     except IncomparableProfiles as exc:  # e.g. a rate profile of zero seconds
         raise ProfilesIncomparable(str(exc)) from None
     used = result["normalization"]
-    unit = base.unit
+    unit = base_profile.unit
     if used == "perSecond":
         note = (
             f"Values are {unit} per second of wall time, so profiles of different lengths "
@@ -89,14 +119,14 @@ def profile_compare(
     if mismatch:
         note += f" Compared although {mismatch.split(';')[0]}."
     return {
-        "baseProfile": str(base.pk),
-        "comparisonProfile": str(comparison.pk),
+        "baseProfile": base_label,
+        "comparisonProfile": comparison_label,
         "improvements": result["improvements"],
         "regressions": result["regressions"],
         "unchanged": result["unchanged"],
         "droppedAsNoise": result["droppedAsNoise"],
         "overallDelta": result["overallDelta"],
-        "profileType": base.profile_type,
+        "profileType": base_profile.profile_type,
         "unit": unit,
         "valueUnit": {"perSecond": f"{unit}/s", "share": "fraction of the profile total"}.get(used, unit),
         "normalization": used,
@@ -106,7 +136,7 @@ def profile_compare(
         "comparisonDurationSeconds": round(comparison_profile.duration_seconds),
         "baseDurationSecondsPrecise": base_profile.duration_seconds,
         "comparisonDurationSecondsPrecise": comparison_profile.duration_seconds,
-        "baseEngine": base.engine,
-        "comparisonEngine": comparison.engine,
+        "baseEngine": engines[0],
+        "comparisonEngine": engines[1],
         "mismatch": mismatch,
     }

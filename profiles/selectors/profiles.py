@@ -5,6 +5,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import orjson
 from django.conf import settings
 
 from ..analysis import (
@@ -12,7 +13,9 @@ from ..analysis import (
     InvalidProfile,
     Profile,
     Sample,
-    load_gzip_json,
+    to_folded,
+    to_pprof,
+    to_speedscope,
 )
 from ..analysis.model import gunzip_capped
 from ..models import ProfileResult, Status, artifact_name
@@ -32,28 +35,46 @@ def profile_load_analysis(*, profile: ProfileResult) -> Profile:
     """
     if profile.status != Status.COMPLETED:
         raise ProfileNotReady(f"profile {profile.pk} is {profile.status}, not completed")
-    if not profile.payload:
-        raise ProfileNotReady(f"profile {profile.pk} has no stored data")
+    return stored_analysis(profile.payload, f"profile {profile.pk}")
+
+
+def stored_document(payload, what: str) -> dict:
+    """A stored payload file (a profile's or a rollup's) as its decoded pyprof-raw/1 document;
+    ProfileNotReady names `what` when the file is missing or unreadable."""
+    if not payload:
+        raise ProfileNotReady(f"{what} has no stored data")
     try:
-        with profile.payload.open("rb") as fh:
+        with payload.open("rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        raise ProfileNotReady(f"the stored data of profile {profile.pk} is missing") from None
+        raise ProfileNotReady(f"the stored data of {what} is missing") from None
     except OSError:
-        raise ProfileNotReady(f"the stored data of profile {profile.pk} could not be read") from None
+        raise ProfileNotReady(f"the stored data of {what} could not be read") from None
     try:
-        with _gc_paused():
-            raw = load_gzip_json(data, settings.PROFILING_MAX_RAW_BYTES)
+        with gc_paused():
+            doc = orjson.loads(gunzip_capped(data, settings.PROFILING_MAX_RAW_BYTES))
+    except (InvalidProfile, orjson.JSONDecodeError) as exc:
+        raise ProfileNotReady(f"the stored data of {what} is unreadable: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ProfileNotReady(f"the stored data of {what} is unreadable: not a JSON object")
+    return doc
+
+
+def stored_analysis(payload, what: str) -> Profile:
+    """A stored payload file as an analysis `Profile` (the fast path for what this server wrote)."""
+    raw = stored_document(payload, what)
+    try:
+        with gc_paused():
             try:
                 return _stored_profile(raw)
             except (KeyError, TypeError, ValueError, AttributeError):
                 return Profile.from_raw(raw)  # not what we store: the strict loader says what is wrong
     except InvalidProfile as exc:
-        raise ProfileNotReady(f"the stored data of profile {profile.pk} is unreadable: {exc}") from None
+        raise ProfileNotReady(f"the stored data of {what} is unreadable: {exc}") from None
 
 
 @contextmanager
-def _gc_paused():
+def gc_paused():
     """No cyclic GC while a profile's tens of thousands of objects are built.
 
     They hold no cycles, yet each allocation burst triggers collections that walk the whole
@@ -153,3 +174,17 @@ def profile_read_artifact(*, profile: ProfileResult, kind: str) -> bytes:
         raise ProfileNotReady(f"the stored {kind} data of profile {profile.pk} is missing") from None
     except OSError:
         raise ProfileNotReady(f"the stored {kind} data of profile {profile.pk} could not be read") from None
+
+
+def export_analysis(analysed: Profile, *, export_format: str, stem: str) -> ExportedProfile:
+    """An analysed profile that has no stored exports (a merged range) as a file named `stem`."""
+    if export_format not in _EXPORT_TYPES:
+        raise ValueError(f"unknown export format {export_format!r}")
+    content_type, extension = _EXPORT_TYPES[export_format]
+    if export_format == "pprof":
+        content = to_pprof(analysed)
+    elif export_format == "speedscope":
+        content = orjson.dumps(to_speedscope(analysed))
+    else:
+        content = to_folded(analysed).encode()
+    return ExportedProfile(content, content_type, f"{stem}.{extension}")

@@ -29,6 +29,11 @@ from .processing import (  # noqa: F401
 from .retention import (  # noqa: F401
     PURGE_BATCH,
     profiles_purge_expired,
+    rollups_purge_expired,
+)
+from .rollups import (  # noqa: F401
+    rollup_build,
+    rollups_refresh,
 )
 from .runs import (  # noqa: F401
     Claim,

@@ -1,4 +1,4 @@
-"""Retention: purge expired profiles and their files."""
+"""Retention: purge expired profiles, rollups and their files (tiered: rollups outlive raw windows)."""
 
 import logging
 from datetime import timedelta
@@ -8,7 +8,14 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from ..models import ARTIFACT_SUFFIXES, ContinuousProfile, ProfileResult, Status, artifact_name
+from ..models import (
+    ARTIFACT_SUFFIXES,
+    ContinuousProfile,
+    ProfileResult,
+    ProfileRollup,
+    Status,
+    artifact_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +67,27 @@ def _purge(queryset) -> int:
                 except OSError:
                     logger.warning("could not delete the stored profile file %s", stored, exc_info=True)
         deleted += len(batch)
+
+
+def rollups_purge_expired(*, now=None) -> int:
+    """Delete rollups whose period started more than PROFILING_ROLLUP_RETENTION_DAYS ago.
+
+    Rollups keep their own retention, longer than the raw windows' `retentionDays`, so a range
+    (and its trend) still merges after the windows themselves are gone.
+    """
+    now = now or timezone.now()
+    expired = ProfileRollup.objects.filter(
+        period_start__lt=now - timedelta(days=settings.PROFILING_ROLLUP_RETENTION_DAYS)
+    )
+    deleted = 0
+    storage = ProfileRollup._meta.get_field("payload").storage
+    while batch := list(expired.values_list("pk", "payload")[:PURGE_BATCH]):
+        with transaction.atomic():
+            ProfileRollup.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+        for _, name in batch:
+            try:
+                storage.delete(name)
+            except OSError:
+                logger.warning("could not delete the stored rollup %s", name, exc_info=True)
+        deleted += len(batch)
+    return deleted

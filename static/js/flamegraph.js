@@ -211,6 +211,7 @@
     this.render();
     this.hideTip();
     this.root.classList.toggle("zoomed", i !== 0);
+    this.changed();
     if (this.zoomLabel) {
       var n = this.data.nodes[i];
       this.zoomLabel.textContent = i === 0 ? "" :
@@ -259,11 +260,23 @@
       }
     }
     this.root.classList.toggle("searching", re !== null);
+    this.searchRe = re;
+    this.changed();
     if (this.matchedLabel) {
       this.matchedLabel.textContent = re === null ? "" : count === 0 ? "No match" :
         count + (count === 1 ? " frame" : " frames") + " · " + percent(total, nodes[0][VALUE]) + " of all";
     }
     return { count: count, value: total };
+  };
+
+  /* Tells listeners (e.g. the service page's function table) that the zoom or search changed. */
+  FlameGraph.prototype.changed = function () {
+    this.root.dispatchEvent(new CustomEvent("fg:change"));
+  };
+
+  /* A value in the graph's unit, for people: "1.2 s", "340 KiB/s". */
+  FlameGraph.prototype.format = function (v) {
+    return formatValue(v, this.data.unit, this.data.perSecond);
   };
 
   FlameGraph.prototype.hideTip = function () {
