@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('profiles', '0002_protocol_fields'),
+        ('profiles', '0003_compare_alerts'),
         ('tenants', '0001_initial'),
     ]
 
