@@ -56,11 +56,11 @@ def profile_accept_upload(*, profile: ProfileResult, data: bytes, lease: str = "
     Raises InvalidProfile (nothing stored, the run stays collecting) or RunConflict (wrong lease,
     deadline passed, not collecting). A run claimed without a lease takes an upload without one.
     """
-    expected_lease = lease_hash(lease) if lease else ""
+    expected_lease = _stored_lease(lease)
     if (profile.status, profile.phase, profile.lease_hash) != (Status.RUNNING, Phase.COLLECTING, expected_lease) or (
         profile.deadline_at is None or profile.deadline_at <= timezone.now()
     ):  # refused before the work of decoding; the conditional UPDATE below is what decides
-        raise RunConflict(_refusal(profile.pk, lease, timezone.now()))
+        raise RunConflict(_refusal(profile.pk, expected_lease))
     parsed = load_upload(data, settings.PROFILING_MAX_RAW_BYTES)
     if parsed.profile_type != profile.profile_type:
         raise InvalidProfile(
@@ -89,17 +89,22 @@ def profile_accept_upload(*, profile: ProfileResult, data: bytes, lease: str = "
     )
     if not accepted:
         storage.delete(name)
-        raise RunConflict(_refusal(profile.pk, lease, now))
+        raise RunConflict(_refusal(profile.pk, expected_lease))
     transaction.on_commit(partial(_enqueue, profile.pk))
 
 
-def _refusal(pk, lease: str, now) -> str:
+def _stored_lease(lease: str) -> str:
+    """What the row of a run claimed under `lease` holds (empty: claimed without a lease)."""
+    return lease_hash(lease) if lease else ""
+
+
+def _refusal(pk, expected_lease: str) -> str:
     run = ProfileResult.objects.filter(pk=pk).values("status", "phase", "lease_hash", "deadline_at").first()
     if run is None:
         return f"run {pk} no longer exists"
     if run["status"] != Status.RUNNING or run["phase"] != Phase.COLLECTING:
         return f"run {pk} is {run['status']} ({run['phase']}); it takes no upload"
-    if run["lease_hash"] != (lease_hash(lease) if lease else ""):
+    if run["lease_hash"] != expected_lease:
         return f"the X-Profiling-Lease presented is not the lease of run {pk}"
     return f"the upload deadline of run {pk} has passed"
 
