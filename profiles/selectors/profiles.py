@@ -141,7 +141,10 @@ def profile_export(*, profile: ProfileResult, export_format: str) -> ExportedPro
         raise ValueError(f"unknown export format {export_format!r}")
     content_type, extension = _EXPORT_TYPES[export_format]
     stored = profile_read_artifact(profile=profile, kind=export_format)
-    content = stored if export_format == "pprof" else bytes(gunzip_capped(stored, MAX_ARTIFACT_BYTES))
+    try:
+        content = stored if export_format == "pprof" else bytes(gunzip_capped(stored, MAX_ARTIFACT_BYTES))
+    except InvalidProfile:
+        raise ProfileNotReady(f"the stored {export_format} export of profile {profile.pk} is unreadable") from None
     stem = f"{profile.service}-{profile.profile_type}-{profile.started_at:%Y%m%dT%H%M%SZ}-{str(profile.pk)[:8]}"
     return ExportedProfile(content, content_type, f"{stem}.{extension}")
 

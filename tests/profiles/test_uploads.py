@@ -288,3 +288,37 @@ def test_pages_and_exports_never_parse_the_payload(tenant, agent_client, api_cli
         response = api_client.get(f"{BASE}/{run.pk}/export", {"format": fmt})
         assert response.status_code == 200, (fmt, response.content[:200])
         assert expected in response.content
+
+
+def _count_nodes(tree: dict) -> int:
+    pending, count = [tree], 0
+    while pending:
+        node = pending.pop()
+        count += 1
+        pending.extend(node.get("children", ()))
+    return count
+
+
+@pytest.mark.django_db
+def test_the_stored_flame_graph_is_bounded_in_nodes_and_name_lengths(tenant, agent_client, django_capture_on_commit_callbacks, eager_celery):
+    from profiles import selectors
+    from profiles.analysis.flamegraph import DEFAULT_MAX_NODES
+
+    raw = raw_cpu_profile()
+    long_name = "handler_" + "x" * 1000
+    raw["frames"] = [{"function": "main", "file": "/app/app.py", "line": 1}] + [
+        {"function": f"{long_name}{i}", "file": "/app/app.py", "line": i} for i in range(1, 30_001)
+    ]
+    raw["samples"] = [{"stack": [0, i], "value": 1000 + i, "count": 1, "thread": "MainThread"} for i in range(1, 30_001)]
+    raw["sampleCount"] = 30_000
+    run = _collecting_run(tenant)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _upload(agent_client, run, gzip_json(raw)).status_code == 202
+    run.refresh_from_db()
+    assert run.status == Status.COMPLETED
+    tree, unit = selectors.profile_flame_tree(profile=run)
+    assert unit == "nanoseconds"
+    assert _count_nodes(tree) <= DEFAULT_MAX_NODES
+    assert tree["value"] == sum(s["value"] for s in raw["samples"])  # what is folded still counts
+    hottest = next(node for node in tree["children"][0]["children"] if node["name"] != "(other)")
+    assert len(hottest["name"]) == processing.FLAME_NAME_MAX_CHARS and hottest["name"].endswith("…")
