@@ -4,6 +4,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from profiling_agent.profile_format import DEFAULT_ENGINES
 
 from profiles import services
 from profiles.models import ContinuousProfile, ProfileResult, ProfileRollup
@@ -68,7 +69,7 @@ def test_a_range_cutting_windows_at_both_ends_merges_them_whole_and_equals_their
     assert main["total"] == want["total"] and main["totalPercent"] == 100.0
     assert body["durationSeconds"] == 360.0  # covered time: six whole windows
     assert body["coverage"] == 1.0
-    assert body["engine"] == "py-spy" and body["unit"] == "nanoseconds"
+    assert body["engine"] == DEFAULT_ENGINES["cpu"] and body["unit"] == "nanoseconds"
     assert body["from"] == "2026-11-30T10:00:30Z" and body["to"] == "2026-11-30T10:05:30Z"
     assert "/services/ai-service/" in body["flameGraphUrl"]
 
@@ -138,7 +139,7 @@ def test_a_range_across_two_engines_is_refused_until_one_is_picked(api_client, t
     response = merge(api_client, at(0), at(2))
     assert response.status_code == 400
     detail = response.json()["detail"]
-    assert "py-spy" in detail and "yappi" in detail and "engine=" in detail
+    assert DEFAULT_ENGINES["cpu"] in detail and "yappi" in detail and "engine=" in detail
     picked = merge(api_client, at(0), at(2), engine="yappi").json()
     assert picked["profileCount"] == 1 and picked["totalValue"] == 3 * S and picked["engine"] == "yappi"
 

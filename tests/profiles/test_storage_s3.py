@@ -13,7 +13,13 @@ from datetime import timedelta
 import pytest
 
 from profiles import services
-from profiles.models import ContinuousProfile, ProfileResult, ProfileRollup
+from profiles.models import (
+    ARTIFACT_SUFFIXES,
+    ContinuousProfile,
+    ProfileResult,
+    ProfileRollup,
+    artifact_name,
+)
 from profiling_platform.settings import s3_storage
 
 from .test_ranges import T0, at, leaves_of, merge, window
@@ -76,7 +82,12 @@ def test_profiles_and_rollups_live_in_the_bucket_and_retention_deletes_them(api_
     for minute in range(0, 20):
         window(tenant.tenant, minute, leaves_of(minute))
     stored = bucket("profiles/")
-    assert stored == sorted(p.payload.name for p in ProfileResult.objects.all()) and len(stored) == 20
+    # each profile: its payload and what processing computed beside it for pages and exports
+    expected = [
+        name for p in ProfileResult.objects.all()
+        for name in (p.payload.name, *(artifact_name(p.payload.name, kind) for kind in ARTIFACT_SUFFIXES))
+    ]
+    assert stored == sorted(expected) and len(stored) == 20 * (1 + len(ARTIFACT_SUFFIXES))
     assert not media_root.exists() or not list(media_root.rglob("*.gz"))  # nothing on the local disk
 
     raw = merge(api_client, at(0), at(20)).json()  # read back from the bucket

@@ -39,6 +39,7 @@ PAGE_PARAMS = {
     "flamegraph-shared": [],
     "services": [],
     "alerts": ["status", "page"],
+    "service-page": ["tenant", "type", "from", "to", "range", "baseFrom", "baseTo", "engine"],
 }
 START_FIELDS = ["tenant", "service", "profile_type", "duration_seconds", "sample_rate", "engine"]
 ADMIN_PARAMS = ["q", "o", "p", "e", "_popup", "_to_field", "all", "tenant", "service", "status__exact",
@@ -68,6 +69,7 @@ def page_url(name: str, world) -> str:
         "profile-page": [profile.pk], "profile-status": [profile.pk],
         "profile-download": [profile.pk, "folded"],
         "history": [profile.tenant.external_id, profile.service],
+        "service-page": [profile.service],
         "flamegraph-shared": [flamegraph_token(profile.pk)],
     }.get(name, [])
     return reverse(name, args=args)
