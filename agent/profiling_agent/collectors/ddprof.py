@@ -13,6 +13,12 @@ intervals (mean ``PROFILING_ALLOC_SAMPLE_BYTES``, default 512 KiB) and takes the
 sampled ones only; values are scaled so totals are unbiased. alloc = every sampled allocation
 in the window (bytes, count); memory = sampled allocations still live at the window's end.
 
+Known bias: the CPU a thread used since its previous sample goes to the stack it shows now, so
+CPU spent just before a thread stops (a sleep, a GIL hand-over) lands where it waits: bursts far
+shorter than the sample interval show up in their caller's pause, and with threads contending
+for the GIL a few points move from the busy functions to the loop that calls them
+(tests/agent/test_cpu_ground_truth.py measures it).
+
 Why ddtrace (measured, shared/PROFILERS.md and benchmarks/agent_overhead.py): its stack sampler
 cost 1.004x CPU and matched a program's own ``time.thread_time()`` accounting within 3 points;
 echion attributed as well but spins (1.5x); py-spy needs ptrace and a child process.
