@@ -52,6 +52,7 @@ from ._common import (
     ProfileBuilder,
     ThreadCpu,
     Window,
+    hide_frames_of,
     is_agent_thread,
 )
 from ._source import SourceResolver
@@ -141,6 +142,11 @@ def _import_ddtrace():
         raise CollectorError(f"the in-process sampler needs ddtrace=={DDTRACE_VERSION}, found "
                              f"{ddtrace.__version__} (pip install 'profiling-platform-agent[inprocess]')")
     _HIDDEN_PREFIXES.append(os.path.dirname(ddtrace.__file__) + os.sep)
+    # ddtrace wraps the bootstrap of threads started after its profiler: that frame is not the
+    # host's in the pure-Python samplers' stacks either
+    from ddtrace.profiling.collector import threading as dd_threading
+
+    hide_frames_of(dd_threading.__file__)
     return Profiler, _stack, config
 
 
