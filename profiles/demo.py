@@ -90,7 +90,10 @@ def run(mode: str, stop: threading.Event) -> list[threading.Thread]:
     # (thread name, function, its arguments, pause between calls)
     plans: list[tuple[str, object, tuple, float]] = []
     if every or mode == "cpu":
-        plans += [("cpu-burner", burn_cpu, (), 0.03), ("encoder", hash_and_encode, (20,), 0.05)]
+        # bursts of ~0.1 s, then a pause: a sampler charges the CPU a thread used since its
+        # previous sample to where it is now, so bursts much shorter than a sample interval
+        # would show up in the pause (`_loop`) instead of in burn_cpu
+        plans += [("cpu-burner", burn_cpu, (30,), 0.2), ("encoder", hash_and_encode, (20,), 0.05)]
     if every or mode == "memory":
         plans += [("hoarder", hoard, (64 * 1024 if every else 256 * 1024,), 0.05)]
     if every or mode == "alloc":

@@ -547,6 +547,33 @@ def test_an_on_demand_run_inside_a_longer_window_is_served_by_the_same_sampler()
 
 
 @needs_in_process
+def test_the_pinned_ddtrace_writes_what_the_agent_reads(monkeypatch):
+    """The contract with ddtrace's local pprof files: a release that changes them fails here."""
+    import ddtrace
+
+    assert ddtrace.__version__ == ddprof.DDTRACE_VERSION
+    flushed = []
+    absorb = ddprof._Run.absorb
+    monkeypatch.setattr(ddprof._Run, "absorb",
+                        lambda run, profile: (flushed.append(profile), absorb(run, profile)))
+    KEPT.clear()
+    with running(spinner, grower):
+        collectors.collect("memory", duration_seconds=1, sample_rate=100)
+    KEPT.clear()
+    assert flushed
+    needed = {"cpu-time", "cpu-samples", "wall-time", "wall-samples", "alloc-space",
+              "alloc-samples", "heap-space", "heap-live-samples"}
+    samples = [s for profile in flushed for s in profile.samples]
+    for profile in flushed:
+        assert needed <= set(profile.sample_types), profile.sample_types
+    assert any(isinstance(s.labels.get("thread id"), int)
+               and isinstance(s.labels.get("thread native id"), int)
+               and s.labels.get("thread name") == "spinner" for s in samples)
+    spinner_frames = [f for s in samples for f in s.stack if f[0] == "spinner"]
+    assert spinner_frames and all(f[1] == __file__ and f[2] > 0 for f in spinner_frames)
+
+
+@needs_in_process
 def test_the_in_process_sampler_leaves_the_hosts_signal_handlers_alone():
     import signal
 

@@ -8,11 +8,15 @@ tells both. Anything that cannot be resolved keeps memray's values.
 
 from __future__ import annotations
 
+import _thread
 import ast
 import linecache
 from bisect import bisect_right
 
 _MAX_FILES = 1000
+# ast.parse from two threads at once raised "SystemError: AST constructor recursion depth
+# mismatch" on 3.11 (collectors resolve names from several threads): one parse at a time.
+_parse_lock = _thread.allocate_lock()
 _MAX_SOURCE_CHARS = 2_000_000
 
 # per file: sorted list of (start line, end line, first line, name, qualname), or None when the
@@ -54,8 +58,10 @@ class SourceResolver:
             try:
                 source = "".join(linecache.getlines(filename))
                 if source and len(source) <= _MAX_SOURCE_CHARS:
-                    scopes = sorted(_collect(ast.parse(source, filename)))
-            except (SyntaxError, ValueError, RecursionError, MemoryError, OSError):
+                    with _parse_lock:
+                        tree = ast.parse(source, filename)
+                    scopes = sorted(_collect(tree))
+            except (SyntaxError, ValueError, RecursionError, MemoryError, OSError, SystemError):
                 scopes = None
         self._files[filename] = scopes
         if scopes:

@@ -24,6 +24,10 @@ from profiling_agent import collectors
 UNIT = 20_000
 SMALL = 200  # sys.getsizeof(bytes(200)) == 233: under pymalloc's 512-byte limit
 BIG = 100_000
+# sizes measured once: measuring inside a function would allocate there too
+UNIT_BYTES = sys.getsizeof(bytes(UNIT))
+SMALL_BYTES = sys.getsizeof(bytes(SMALL))
+BIG_BYTES = sys.getsizeof(bytearray(BIG))
 STOP = threading.Event()
 KEPT: list = []
 ALLOCATED: dict[str, int] = {"main_leak": 0, "side_leak": 0, "small_churn": 0, "big_churn": 0}
@@ -35,7 +39,7 @@ def _keep(name: str, units: int) -> None:
     for _ in repeat(None, units):
         KEPT.append(bytes(UNIT))
     if RECORDING.is_set():
-        size = units * sys.getsizeof(bytes(UNIT))
+        size = units * UNIT_BYTES
         ALLOCATED[name] += size
         LIVE[name] += size
 
@@ -52,14 +56,14 @@ def small_churn() -> None:
     for _ in repeat(None, 400):
         bytes(SMALL)
     if RECORDING.is_set():
-        ALLOCATED["small_churn"] += 400 * sys.getsizeof(bytes(SMALL))
+        ALLOCATED["small_churn"] += 400 * SMALL_BYTES
 
 
 def big_churn() -> None:
     for _ in repeat(None, 2):
         bytearray(BIG)
     if RECORDING.is_set():
-        ALLOCATED["big_churn"] += 2 * sys.getsizeof(bytearray(BIG))
+        ALLOCATED["big_churn"] += 2 * BIG_BYTES
 
 
 def loop(function) -> None:
@@ -102,10 +106,13 @@ def main() -> None:
                for fn in (side_leak, small_churn, big_churn)]
     agents = [threading.Thread(target=collect, args=(kind,), name=f"profiles-agent-{kind}")
               for kind in ("memory", "alloc")]
-    for thread in workers + agents:
+    for thread in workers:
         thread.start()
-    time.sleep(0.3)  # both windows are open
+    time.sleep(0.3)  # steady state
+    # counted from the windows' start: the memory profile holds what was allocated since then
     RECORDING.set()
+    for thread in agents:
+        thread.start()
     while any(agent.is_alive() for agent in agents):
         main_leak()  # the main thread, under the wrapper's frames
         time.sleep(0.002)
