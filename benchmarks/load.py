@@ -157,7 +157,7 @@ def wait_healthy(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"the platform did not answer /healthz within {timeout} s")
 
 
-def wait_for_agents(count: int, timeout: float = 60) -> None:
+def wait_for_agents(count: int, timeout: float = 20) -> None:
     """Until every agent has polled once (each poll records its instance)."""
     from profiles.models import AgentInstance
 
