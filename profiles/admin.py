@@ -31,6 +31,8 @@ from .pages.formatting import format_value
 
 @admin.register(ProfileResult)
 class ProfileResultAdmin(ReadOnlyAdmin):
+    """Read-only: runs are started from the pages or the API, so an agent can claim them."""
+
     list_display = (
         "started", "service", "tenant_id_display", "type", "status_badge", "continuous", "total", "flame_graph_link",
     )
@@ -48,8 +50,6 @@ class ProfileResultAdmin(ReadOnlyAdmin):
         "continuous", "continuous_slot", "payload", "size_bytes", "flame_graph_link",
     )
     exclude = ("top_functions",)
-
-    # Read-only: runs are started from the pages or the API, so an agent can claim them.
 
     def get_search_results(self, request, queryset, search_term):
         """Service by substring; a UUID matches the profile id exactly."""

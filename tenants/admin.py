@@ -8,6 +8,8 @@ scoped through `tenants.scoping`. Who belongs to which tenant is decided by supe
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 
 from .models import ApiToken, Tenant
 from .scoping import scope_to_user, sees_every_tenant, tenants_for_user
@@ -149,3 +151,50 @@ class ApiTokenAdmin(TenantScopedAdmin):
         for token in queryset:
             token_revoke(token=token)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+# Users and groups decide what the scoping above rests on (membership, superuser, permissions),
+# so a staff user who is not a superuser may only see and edit their own account, and not its
+# flags or permissions: with auth permissions they could otherwise make themselves superuser,
+# or reset the password of a member (or a superuser) of another tenant.
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class ScopedUserAdmin(UserAdmin):
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset if sees_every_tenant(request.user) else queryset.filter(pk=request.user.pk)
+
+    def has_add_permission(self, request):
+        return sees_every_tenant(request.user) and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return sees_every_tenant(request.user) and super().has_delete_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        if sees_every_tenant(request.user):
+            return super().get_readonly_fields(request, obj)
+        return ("username", "is_active", "is_staff", "is_superuser", "groups", "user_permissions",
+                "last_login", "date_joined")
+
+
+@admin.register(Group)
+class SuperuserOnlyGroupAdmin(GroupAdmin):
+    """Groups carry permissions: superusers only."""
+
+    def has_module_permission(self, request):
+        return sees_every_tenant(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return sees_every_tenant(request.user)
+
+    def has_add_permission(self, request):
+        return sees_every_tenant(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return sees_every_tenant(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return sees_every_tenant(request.user)

@@ -5,6 +5,7 @@ The matrix: every non-empty set of apps (tenants, profiles) x every non-empty se
 tenants, tokens, profiles, agents and continuous configurations through every admin door
 (changelist, filter choices, change/history/delete pages, add with tenant=B, member self-add,
 moving an own object to B, actions, autocomplete) and gets nothing. Superusers see everything.
+With auth permissions, a staff user can neither become superuser nor touch other accounts.
 """
 
 import itertools
@@ -200,3 +201,35 @@ def test_superuser_can_add_a_tenant_with_members(client):
     })
     assert response.status_code == 302
     assert list(Tenant.objects.get(external_id="fresh-tenant").members.all()) == [member]
+
+
+def test_staff_with_every_auth_permission_cannot_escape_their_tenant(client):
+    """Membership, superuser and permissions are what scoping rests on: out of a staff user's reach."""
+    world = World()
+    user = staff_of_a(world, (), ())
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="auth"))
+    superuser = get_user_model().objects.create_superuser("root", password="x")
+    member_of_b = get_user_model().objects.create_user("b-member", password="x", is_staff=True)
+    world.b.members.add(member_of_b)
+    client.force_login(user)
+
+    users = client.get("/admin/auth/user/").content.decode()
+    assert f"/auth/user/{user.pk}/change/" in users
+    assert "b-member" not in users and f"/auth/user/{superuser.pk}/change/" not in users
+    for other in (superuser, member_of_b):
+        client.post(f"/admin/auth/user/{other.pk}/password/", {"password1": "Taken-0ver!", "password2": "Taken-0ver!"})
+        assert not get_user_model().objects.get(pk=other.pk).check_password("Taken-0ver!")
+    client.post(f"/admin/auth/user/{user.pk}/change/", {
+        "username": "staff-a", "is_active": "on", "is_staff": "on", "is_superuser": "on",
+        "user_permissions": list(Permission.objects.values_list("pk", flat=True)),
+        "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+    })
+    client.post("/admin/auth/group/add/", {"name": "all", "permissions": list(Permission.objects.values_list("pk", flat=True))})
+    client.post("/admin/auth/user/add/", {"username": "sock", "password1": "Sock-puppet-1", "password2": "Sock-puppet-1"})
+
+    user.refresh_from_db()
+    assert not user.is_superuser
+    assert user.user_permissions.count() == Permission.objects.filter(content_type__app_label="auth").count()
+    assert not get_user_model().objects.filter(username="sock").exists()
+    assert client.get("/admin/auth/group/").status_code == 403
+    assert_nothing_of_b(client.get("/admin/tenants/tenant/", follow=True), "tenants after the attempts")
