@@ -41,6 +41,17 @@ def resolve_engine(profile_type: str, engine: str = "") -> str:
     return engine or profile_format.DEFAULT_ENGINES[profile_type]
 
 
+def _default_engine_offered(profile_type: str, live: list[AgentInstance]) -> str:
+    """A run that names no engine gets the type's default, or, when no live instance offers it
+    (an agent installed without the in-process extra), the first light engine one does; heavy
+    engines are never chosen silently."""
+    offered = set(engines_offered(live, profile_type))
+    for engine in profile_format.ENGINES_BY_TYPE[profile_type]:
+        if engine in offered and engine not in profile_format.HEAVY_ENGINE_MAX_SECONDS:
+            return engine
+    return profile_format.DEFAULT_ENGINES[profile_type]
+
+
 def heavy_engine_problem(*, profile_type: str, engine: str, duration_seconds: int) -> str | None:
     """Why a window is refused for a heavy engine (yappi, memray), or None when it is allowed."""
     engine = resolve_engine(profile_type, engine)
@@ -69,7 +80,8 @@ def profile_start(
     with no live instance at all it waits (one may come up; `selectors.start_warnings` says so).
     """
     now = timezone.now()
-    engine = resolve_engine(profile_type, engine)
+    live = agent_instances_live(tenant=tenant, service=service, now=now)
+    engine = engine or _default_engine_offered(profile_type, live)
     start_at = continuous_slot or now
     profile = ProfileResult.objects.create(
         tenant=tenant,
@@ -85,7 +97,6 @@ def profile_start(
         continuous=continuous_slot is not None,
         continuous_slot=continuous_slot,
     )
-    live = agent_instances_live(tenant=tenant, service=service, now=now)
     if live and not any(engine in i.engines.get(profile_type, []) for i in live):
         reason = _no_engine_reason(engine, profile_type, live)
         if profile_fail(profile=profile, error=reason, phases=(Phase.WAITING,)):

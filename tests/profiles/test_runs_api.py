@@ -379,3 +379,16 @@ def test_flamegraph_link_opens_without_login_and_rejects_tampering(api_client, a
     assert page.status_code == 200
     assert b"hot" in page.content
     assert client.get(url[:-3] + "xx/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_run_naming_no_engine_gets_a_light_engine_the_live_agents_offer(api_client, agent_client):
+    # an agent installed without the in-process extra: no stack-sampler, no alloc-sampler
+    _poll(agent_client, engines={"cpu": ["py-spy", "yappi"], "goroutine": ["thread-sampler"], "memory": ["memray"]})
+    cpu = _start(api_client, durationSeconds=5).json()
+    goroutine = _start(api_client, profileType="goroutine", durationSeconds=5).json()
+    assert (cpu["status"], cpu["engine"]) == ("running", "py-spy")
+    assert (goroutine["status"], goroutine["engine"]) == ("running", "thread-sampler")
+    memory = _start(api_client, profileType="memory", durationSeconds=5).json()  # memray is never picked silently
+    assert memory["status"] == "failed"
+    assert memory["error"] == f"no live agent can run engine {DEFAULT_ENGINES['memory']} for memory (they offer memray)"
