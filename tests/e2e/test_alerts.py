@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from profiles import services
-from profiles.models import Alert, AlertCheck, Phase, ProfileResult
+from profiles.models import Alert, AlertCheck, ProfileResult
 from tests.conftest import TenantFixture
-from tests.profiles.samples import gzip_json, sampled_cpu_profile
+from tests.profiles.samples import claim_without_agent, gzip_json, sampled_cpu_profile
 from tests.webhook_receiver import WebhookReceiver
 
 from .conftest import API
@@ -36,9 +36,9 @@ def _uploaded_window(e2e, tenant, raw: dict, service: str, at) -> ProfileResult:
     run = services.profile_start(
         tenant=tenant.tenant, service=service, profile_type="cpu", duration_seconds=60, continuous_slot=at
     )
-    ProfileResult.objects.filter(pk=run.pk).update(started_at=at, phase=Phase.COLLECTING, claimed_at=timezone.now())
-    run.refresh_from_db()
-    services.profile_accept_upload(profile=run, data=gzip_json(raw))
+    ProfileResult.objects.filter(pk=run.pk).update(started_at=at)
+    lease = claim_without_agent(run)
+    services.profile_accept_upload(profile=run, data=gzip_json(raw), lease=lease)
     _wait_until(
         lambda: ProfileResult.objects.filter(pk=run.pk, status="completed").exists(),
         30, f"the worker to process window {at}\n{e2e.logs()}",

@@ -62,25 +62,17 @@ def raw_profile(leaves: dict[str, int], *, profile_type: str = "cpu", duration: 
 
 def completed_profile(tenant, raw: dict, *, service: str = "ai-service", started_at=None, continuous_slot=None):
     """A profile taken through the real pipeline: start, claim, upload, process. Returns the row."""
-    from datetime import timedelta
 
-    from django.utils import timezone
 
     from profiles import services
-    from profiles.models import Phase, ProfileResult
+    from profiles.models import ProfileResult
 
     profile = services.profile_start(
         tenant=tenant, service=service, profile_type=raw["profileType"],
         duration_seconds=max(1, round(raw["durationSeconds"])), continuous_slot=continuous_slot,
     )
-    # As a claim does; a slot in the past (history, retention) gets a deadline still ahead.
-    now = timezone.now()
-    ProfileResult.objects.filter(pk=profile.pk).update(
-        phase=Phase.COLLECTING, claimed_at=now, deadline_at=now + timedelta(minutes=5),
-        lease_hash=services.lease_hash("test-lease"),
-    )
-    profile.refresh_from_db()
-    services.profile_accept_upload(profile=profile, data=gzip_json(raw), lease="test-lease")
+    lease = claim_without_agent(profile)
+    services.profile_accept_upload(profile=profile, data=gzip_json(raw), lease=lease)
     services.profile_process_upload(profile_id=profile.pk)
     if started_at is not None:
         ProfileResult.objects.filter(pk=profile.pk).update(started_at=started_at)
@@ -119,3 +111,22 @@ def sampled_cpu_profile(weights: dict[str, float], samples: int, rng, *, engine:
     if engine:
         raw["engine"] = engine
     return raw
+
+
+def claim_without_agent(profile) -> str:
+    """What a claim does to the row, without an agent: collecting under a lease, with a deadline
+    still ahead (a slot in the past, as history and retention tests use, has long passed its own)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from profiles import services
+    from profiles.models import Phase, ProfileResult
+
+    lease, now = "test-lease", timezone.now()
+    ProfileResult.objects.filter(pk=profile.pk).update(
+        phase=Phase.COLLECTING, claimed_at=now, deadline_at=now + timedelta(minutes=5),
+        lease_hash=services.lease_hash(lease),
+    )
+    profile.refresh_from_db()
+    return lease
