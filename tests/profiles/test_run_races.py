@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection, connections
 from django.utils import timezone
+from profiling_agent.profile_format import ENGINES_BY_TYPE
 
 from profiles import services
 from profiles.models import ProfileResult
@@ -19,7 +20,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL (set DATABASE_URL)"),
 ]
-ENGINES = {"cpu": ["py-spy"]}
+ENGINES = {"cpu": list(ENGINES_BY_TYPE["cpu"])}
 
 
 def _race(*actions):
