@@ -183,9 +183,10 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
     declared_ptracer = _ptrace_scope() == 1 and _set_ptracer(os.getpid())
     agent_tids: set[int] = set()
     names_by_tid: dict[int, str] = {}
+    native_by_ident: dict[int, int] = {}
     proc = None
     try:
-        _note_threads(agent_tids, names_by_tid)
+        _note_threads(agent_tids, names_by_tid, native_by_ident)
         agent_tids.add(threading.get_native_id())  # the collecting thread is the agent's
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -212,7 +213,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
 
         window.wait(until=finished)
         cpu.update(every=0.0)
-        _note_threads(agent_tids, names_by_tid)
+        _note_threads(agent_tids, names_by_tid, native_by_ident)
         ended = time.perf_counter()
         _stop(proc, grace=30.0)
         reader.join(5.0)
@@ -222,7 +223,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
                 raise CollectorError(_fix_hint(output))
             raise CollectorError(f"py-spy failed with status {proc.returncode}: {output}")
         builder = ProfileBuilder(profile_type, ENGINE, rate)
-        samples = _parse(out_path, builder, rate_hz, agent_tids, names_by_tid,
+        samples = _parse(out_path, builder, rate_hz, agent_tids, names_by_tid, native_by_ident,
                          cpu if cpu.available else None)
         errors = re.search(r"Errors: (\d+)", reader.text())
         mode = "blocking" if BLOCKING else "--nonblocking"
@@ -252,18 +253,22 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
             pass
 
 
-def _note_threads(agent_tids: set[int], names_by_tid: dict[int, str]) -> None:
+def _note_threads(agent_tids: set[int], names_by_tid: dict[int, str],
+                  native_by_ident: dict[int, int]) -> None:
     for thread in threading.enumerate():
         native = getattr(thread, "native_id", None)
         if native is None:
             continue
         names_by_tid.setdefault(native, thread.name)
+        if thread.ident is not None:
+            native_by_ident[thread.ident] = native
         if is_agent_thread(thread.name):
             agent_tids.add(native)
 
 
 def _parse(path: str, builder: ProfileBuilder, rate_hz: int, agent_tids: set[int],
-           names_by_tid: dict[int, str], cpu: ThreadCpu | None) -> int:
+           names_by_tid: dict[int, str], native_by_ident: dict[int, int],
+           cpu: ThreadCpu | None) -> int:
     """Folded lines ``thread (tid): name;func (file:line);... count`` -> samples; returns the
     number of samples kept. Streams the file and aggregates per (thread, stack), so memory
     follows distinct stacks, not lines.
@@ -285,7 +290,10 @@ def _parse(path: str, builder: ProfileBuilder, rate_hz: int, agent_tids: set[int
             match = _THREAD_RE.match(parts[0])
             if match:
                 parts = parts[1:]
+                # py-spy names a thread by its OS id where CPython records one (3.11+), else
+                # by its pthread id, which is threading's ident: CPU clocks go by the OS id
                 tid = int(match.group("tid"), 0)
+                tid = native_by_ident.get(tid, tid)
                 thread = match.group("name") or names_by_tid.get(tid) or f"thread-{tid}"
                 if tid in agent_tids or is_agent_thread(thread):
                     continue
