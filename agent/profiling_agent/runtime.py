@@ -479,6 +479,15 @@ class AgentHandle:
             self._launch(run)
         return self._poll_delay(result.poll_after_seconds)
 
+    def _overlapping(self, run: RunAssignment) -> int:
+        """Runs whose windows overlap this one's (a window claimed ahead takes no slot before it
+        begins; one past its window is only uploading). Called with the lock held."""
+        end = run.start_at + run.duration_seconds
+        return sum(
+            1 for a in self._runs.values()
+            if a.state != "uploading" and a.run.start_at < end and run.start_at < a.run.start_at + a.run.duration_seconds
+        )
+
     def _launch(self, run: RunAssignment) -> None:
         with self._lock:
             if run.id in self._runs:
@@ -486,7 +495,7 @@ class AgentHandle:
             refusal = None
             if self._stop.is_set():
                 refusal = "agent: the profiled process exited before collection started"
-            elif len(self._runs) >= MAX_CONCURRENT_RUNS:
+            elif self._overlapping(run) >= MAX_CONCURRENT_RUNS:
                 refusal = f"agent: already collecting {MAX_CONCURRENT_RUNS} runs"
             if refusal is None:
                 active = _ActiveRun(run)

@@ -150,15 +150,19 @@ def profile_claim_for(*, tenant: Tenant, service: str, instance: AgentInstance) 
     claim is a conditional UPDATE (waiting, claim deadline not passed): one poller wins a run.
     """
     now = timezone.now()
-    busy = list(
-        ProfileResult.objects.filter(
+    # (engine, window start, window end) of what this instance collects or has claimed ahead
+    windows = [
+        (engine, start or now, (start or now) + timedelta(seconds=duration))
+        for engine, start, duration in ProfileResult.objects.filter(
             tenant=tenant, claimed_by=instance.instance_id, status=Status.RUNNING, phase=Phase.COLLECTING
-        ).values_list("engine", flat=True)
-    )
-    free = profile_format.MAX_CONCURRENT_RUNS - len(busy)
-    exclusive_busy = any(e in profile_format.EXCLUSIVE_ENGINES for e in busy)
-    if free <= 0:
-        return []
+        ).values_list("engine", "scheduled_start_at", "requested_duration_seconds")
+    ]
+
+    def busy_at(moment) -> list[str]:
+        """Engines still collecting at `moment`: a window claimed ahead takes no slot before it
+        begins, so the next continuous windows are claimed while the current ones run."""
+        return [engine for engine, start, end in windows if start <= moment < end]
+
     horizon = now + timedelta(seconds=CLAIM_LOOKAHEAD_SECONDS)
     candidates = ProfileResult.objects.filter(
         Q(scheduled_start_at__isnull=True) | Q(scheduled_start_at__lte=horizon),
@@ -170,16 +174,17 @@ def profile_claim_for(*, tenant: Tenant, service: str, instance: AgentInstance) 
     ).order_by("started_at")[:50]
     claims = []
     for run in candidates:
-        if len(claims) >= free:
-            break
         engine = resolve_engine(run.profile_type, run.engine)
         if engine not in instance.engines.get(run.profile_type, []):
             continue
+        start_at = max(now, run.scheduled_start_at or now)
+        busy = busy_at(start_at)
+        if len(busy) >= profile_format.MAX_CONCURRENT_RUNS:
+            continue
         exclusive = engine in profile_format.EXCLUSIVE_ENGINES
-        if exclusive and exclusive_busy:
+        if exclusive and any(e in profile_format.EXCLUSIVE_ENGINES for e in busy):
             continue
         lease = secrets.token_urlsafe(32)
-        start_at = max(now, run.scheduled_start_at or now)
         deadline = start_at + timedelta(
             seconds=run.requested_duration_seconds + settings.PROFILING_UPLOAD_GRACE_SECONDS
         )
@@ -199,7 +204,7 @@ def profile_claim_for(*, tenant: Tenant, service: str, instance: AgentInstance) 
         if won:
             run.refresh_from_db()
             claims.append(Claim(run, lease))
-            exclusive_busy = exclusive_busy or exclusive
+            windows.append((engine, start_at, start_at + timedelta(seconds=run.requested_duration_seconds)))
     return claims
 
 

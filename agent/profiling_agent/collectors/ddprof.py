@@ -52,6 +52,7 @@ from ._common import (
     ProfileBuilder,
     ThreadCpu,
     Window,
+    agent_thread_name,
     hide_frames_of,
     is_agent_thread,
 )
@@ -61,6 +62,9 @@ STACK_ENGINE = "stack-sampler"
 ALLOC_ENGINE = "alloc-sampler"
 DDTRACE_VERSION = "4.16.0"
 FLUSH_EVERY_SECONDS = 5.0
+# Back-to-back windows leave and join within moments: the profiler (or its allocation hook) is
+# stopped only once no run has needed it for this long, so a restart never delays a window.
+IDLE_GRACE_SECONDS = 5.0
 ADAPTIVE_TARGET_PERCENT = 1.0  # the sampler's CPU budget (Datadog's default)
 _MAX_FRAMES = 128
 
@@ -213,6 +217,7 @@ class _Session:
         self.folder = ""  # private, while the profiler runs
         self.native_tids: set[int] = set()
         self.classes = None
+        self.idle_timer: threading.Timer | None = None
 
     def load(self) -> None:
         with self.lock:
@@ -222,10 +227,9 @@ class _Session:
     def join(self, run: _Run) -> None:
         self.load()
         with self.lock:
-            memory = run.memory or any(r.memory for r in self.runs)
-            if self.profiler is None or memory != self.with_memory:
+            if self.profiler is None or (run.memory and not self.with_memory):
                 self._flush()
-                self._start(memory)
+                self._start(run.memory or self.with_memory)
             self.runs.add(run)
             self._set_rate()
 
@@ -233,11 +237,37 @@ class _Session:
         with self.lock:
             self._flush()
             self.runs.discard(run)
+            if self.runs:
+                self._set_rate()
+            if self._idle_parts() and self.idle_timer is None:
+                self.idle_timer = threading.Timer(IDLE_GRACE_SECONDS, self._stop_idle_parts)
+                self.idle_timer.name = agent_thread_name("sampler-idle")
+                self.idle_timer.daemon = True
+                self.idle_timer.start()
+
+    def _idle_parts(self) -> bool:
+        """Whether the profiler, or its allocation hook, runs with no run needing it."""
+        return self.profiler is not None and (
+            not self.runs or (self.with_memory and not any(r.memory for r in self.runs))
+        )
+
+    def stop_idle_now(self) -> None:
+        """Stop what no run needs without waiting for the grace (the agent's shutdown, tests)."""
+        timer = self.idle_timer
+        if timer is not None:
+            timer.cancel()
+        self._stop_idle_parts()
+
+    def _stop_idle_parts(self) -> None:
+        with self.lock:
+            self.idle_timer = None
+            if not self._idle_parts():
+                return
+            self._flush()
             if not self.runs:
                 self._stop()
-            elif self.with_memory and not any(r.memory for r in self.runs):
-                self._start(False)  # the allocation hook costs: not a moment longer than needed
             else:
+                self._start(False)  # the allocation hook costs: not a moment longer than needed
                 self._set_rate()
 
     def tick(self) -> None:
@@ -309,6 +339,7 @@ class _Session:
         """A forked child has none of its parent's runs and must not wait for its lock."""
         self.lock = _thread.allocate_lock()
         self.runs = set()
+        self.idle_timer = None  # the parent's thread: not in the child
         if self.profiler is not None:
             profiler, self.profiler = self.profiler, None
             try:
