@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import gzip
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
+
+from profiling_agent.collectors._pprof import fields as wire_fields
+from profiling_agent.collectors._pprof import ints as wire_ints
+from profiling_agent.collectors._pprof import signed as wire_signed
 
 from .model import FrameKey, Profile, gunzip_capped
 
@@ -37,7 +41,7 @@ TIME_SAMPLED = frozenset({"cpu", "block"})
 MAX_PPROF_BYTES = 512 * 1024 * 1024
 
 _U64 = (1 << 64) - 1
-_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+_VARINT, _BYTES = 0, 2
 
 
 def pprof_function_name(name: str) -> str:
@@ -182,68 +186,16 @@ def _nanoseconds(epoch_seconds: float) -> int:
 # --- pprof decoding (tests, round trips) -----------------------------------------------------
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    try:
-        byte = data[pos]
-    except IndexError:
-        raise ValueError("malformed pprof: truncated varint") from None
-    if byte < 0x80:  # the common one-byte case
-        return byte, pos + 1
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("malformed pprof: truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise ValueError("malformed pprof: varint too long")
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) for each field of a protobuf message."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        field, wire = key >> 3, key & 7
-        if wire == _VARINT:
-            value, pos = _read_varint(data, pos)
-        elif wire == _BYTES:
-            length, pos = _read_varint(data, pos)
-            if pos + length > len(data):
-                raise ValueError(f"malformed pprof: field {field} runs past the end")
-            value, pos = data[pos : pos + length], pos + length
-        elif wire in (_FIXED64, _FIXED32):
-            size = 8 if wire == _FIXED64 else 4
-            if pos + size > len(data):
-                raise ValueError(f"malformed pprof: field {field} runs past the end")
-            value, pos = int.from_bytes(data[pos : pos + size], "little"), pos + size
-        else:
-            raise ValueError(f"malformed pprof: unsupported wire type {wire}")
-        yield field, wire, value
-
-
 def _repeated_ints(wire: int, value: Any, signed: bool = False) -> list[int]:
     """A repeated integer field's entries, packed (length-delimited) or not."""
-    if wire == _BYTES:
-        values, pos = [], 0
-        while pos < len(value):
-            item, pos = _read_varint(value, pos)
-            values.append(item)
-    else:
-        values = [value]
-    if signed:
-        values = [v - (1 << 64) if v >= 1 << 63 else v for v in values]
-    return values
+    values = wire_ints(wire, value)
+    return [wire_signed(v) for v in values] if signed else values
 
 
 def _message(data: bytes, repeated: frozenset[int] = frozenset()) -> dict[int, Any]:
     """Decode one message: scalar fields by number; `repeated` ones as lists of raw values."""
     result: dict[int, Any] = {}
-    for field, wire, value in _fields(data):
+    for field, wire, value in wire_fields(data):
         if field in repeated:
             result.setdefault(field, []).append((wire, value))
         else:
@@ -333,7 +285,7 @@ def parse_pprof(data: bytes) -> dict[str, Any]:
             label = _message(label_raw)
             key = text(label.get(1, 0))
             if 3 in label or 4 in label:
-                num_labels[key] = _signed(label.get(3, 0))
+                num_labels[key] = wire_signed(label.get(3, 0))
             else:  # proto3 omits str index 0, the empty string
                 labels[key] = text(label.get(2, 0))
         samples.append(
@@ -352,17 +304,13 @@ def parse_pprof(data: bytes) -> dict[str, Any]:
         "locations": list(locations.values()),
         "mappings": mappings,
         "period_type": value_type(top[11]) if 11 in top else None,
-        "period": _signed(top.get(12, 0)),
-        "time_nanos": _signed(top.get(9, 0)),
-        "duration_nanos": _signed(top.get(10, 0)),
+        "period": wire_signed(top.get(12, 0)),
+        "time_nanos": wire_signed(top.get(9, 0)),
+        "duration_nanos": wire_signed(top.get(10, 0)),
         "comments": comments,
         "default_sample_type": text(top.get(14, 0)),
         "string_table": strings,
     }
-
-
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 # --- speedscope -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 
 import pytest
+from profiling_agent.collectors._pprof import fields as _fields
 
 from profiles.analysis import (
     Frame,
@@ -14,7 +15,7 @@ from profiles.analysis import (
     to_pprof,
     to_speedscope,
 )
-from profiles.analysis.export import _encode_varint, _fields
+from profiles.analysis.export import _encode_varint
 
 
 def python_profile(profile_type="cpu", unit="nanoseconds", engine="py-spy"):

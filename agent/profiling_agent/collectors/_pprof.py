@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 class PprofError(ValueError):
     """The bytes are not a pprof profile this decoder understands."""
 
+    def __init__(self, reason: str):
+        super().__init__(f"malformed pprof: {reason}")
+
 
 @dataclass
 class Sample:
@@ -29,7 +32,7 @@ class Profile:
     duration_nanos: int = 0
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def varint(data: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(data):
@@ -44,41 +47,43 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise PprofError("varint too long")
 
 
-def _fields(data: bytes):
-    """(field number, wire type, value) of one message; value is an int or a bytes slice."""
+def fields(data: bytes):
+    """(field number, wire type, value) of one protobuf message; value is an int or a bytes
+    slice. The platform's pprof reader (profiles/analysis/export.py) decodes with these too."""
     pos, end = 0, len(data)
     while pos < end:
-        key, pos = _varint(data, pos)
+        key, pos = varint(data, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _varint(data, pos)
+            value, pos = varint(data, pos)
         elif wire == 2:
-            length, pos = _varint(data, pos)
+            length, pos = varint(data, pos)
             if pos + length > end:
                 raise PprofError("truncated field")
             value = data[pos:pos + length]
             pos += length
-        elif wire == 1:
-            value, pos = int.from_bytes(data[pos:pos + 8], "little"), pos + 8
-        elif wire == 5:
-            value, pos = int.from_bytes(data[pos:pos + 4], "little"), pos + 4
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            if pos + size > end:
+                raise PprofError("truncated field")
+            value, pos = int.from_bytes(data[pos:pos + size], "little"), pos + size
         else:
             raise PprofError(f"unsupported wire type {wire}")
         yield number, wire, value
 
 
-def _ints(wire: int, value) -> list[int]:
+def ints(wire: int, value) -> list[int]:
     """A repeated integer field: packed (one bytes value) or not (one int per occurrence)."""
     if wire == 0:
         return [value]
     out, pos = [], 0
     while pos < len(value):
-        item, pos = _varint(value, pos)
+        item, pos = varint(value, pos)
         out.append(item)
     return out
 
 
-def _signed(value: int) -> int:
+def signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
@@ -87,7 +92,7 @@ def decode(data: bytes) -> Profile:
     strings: list[bytes] = []
     raw_types, raw_samples, raw_locations, raw_functions = [], [], [], []
     time_nanos = duration_nanos = 0
-    for number, _wire, value in _fields(data):
+    for number, _wire, value in fields(data):
         if number == 6:
             strings.append(value)
         elif number == 1:
@@ -111,7 +116,7 @@ def decode(data: bytes) -> Profile:
     functions: dict[int, tuple[str, str, int]] = {}
     for raw in raw_functions:
         ident = name = filename = start = 0
-        for number, _wire, value in _fields(raw):
+        for number, _wire, value in fields(raw):
             if number == 1:
                 ident = value
             elif number == 2:
@@ -125,12 +130,12 @@ def decode(data: bytes) -> Profile:
     locations: dict[int, tuple[tuple[str, str, int], ...]] = {}
     for raw in raw_locations:
         ident, lines = 0, []
-        for number, _wire, value in _fields(raw):
+        for number, _wire, value in fields(raw):
             if number == 1:
                 ident = value
             elif number == 4:
                 function_id = line = 0
-                for sub, _w, item in _fields(value):
+                for sub, _w, item in fields(value):
                     if sub == 1:
                         function_id = item
                     elif sub == 2:
@@ -145,7 +150,7 @@ def decode(data: bytes) -> Profile:
     sample_types = []
     for raw in raw_types:
         type_name = 0
-        for number, _wire, value in _fields(raw):
+        for number, _wire, value in fields(raw):
             if number == 1:
                 type_name = value
         sample_types.append(text(type_name))
@@ -155,20 +160,20 @@ def decode(data: bytes) -> Profile:
         location_ids: list[int] = []
         values: list[int] = []
         labels: dict[str, str | int] = {}
-        for number, wire, value in _fields(raw):
+        for number, wire, value in fields(raw):
             if number == 1:
-                location_ids.extend(_ints(wire, value))
+                location_ids.extend(ints(wire, value))
             elif number == 2:
-                values.extend(_signed(v) for v in _ints(wire, value))
+                values.extend(signed(v) for v in ints(wire, value))
             elif number == 3:
                 key = string = num = 0
-                for sub, _w, item in _fields(value):
+                for sub, _w, item in fields(value):
                     if sub == 1:
                         key = item
                     elif sub == 2:
                         string = item
                     elif sub == 3:
-                        num = _signed(item)
+                        num = signed(item)
                 labels[text(key)] = text(string) if string else num
         frames: list[tuple[str, str, int]] = []
         for location_id in reversed(location_ids):  # pprof lists the leaf first
