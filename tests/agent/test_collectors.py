@@ -535,12 +535,15 @@ def test_an_on_demand_run_inside_a_longer_window_is_served_by_the_same_sampler()
     with running(spinner):
         results: list = [None]
 
+        underway = threading.Event()  # set by the window's first progress report (about 1 s in)
+
         def long_window() -> None:
-            results[0] = collectors.collect("cpu", duration_seconds=3, sample_rate=100)
+            results[0] = collectors.collect("cpu", duration_seconds=3, sample_rate=100,
+                                            progress=lambda _: underway.set())
 
         thread = threading.Thread(target=long_window)
         thread.start()
-        time.sleep(0.8)
+        assert underway.wait(10)
         short = collectors.collect("cpu", duration_seconds=1, sample_rate=100)
         thread.join(30)
     long = results[0]
@@ -637,11 +640,12 @@ FORK_CASES = [("goroutine", "thread-sampler"), ("block", "thread-sampler"),
 
 @pytest.mark.parametrize("profile_type,engine", FORK_CASES)
 def test_a_child_forked_mid_collection_can_collect(profile_type, engine):
+    underway = threading.Event()  # set by the window's first progress report (about 1 s in)
     background = threading.Thread(target=collectors.collect, args=(profile_type,),
-                                  kwargs={"duration_seconds": 1.5, "sample_rate": 100,
-                                          "engine": engine})
+                                  kwargs={"duration_seconds": 2, "sample_rate": 100,
+                                          "engine": engine, "progress": lambda _: underway.set()})
     background.start()
-    time.sleep(0.5)
+    assert underway.wait(10)
     status = _child_collects(profile_type, engine)
     background.join(30)
     assert status == 0

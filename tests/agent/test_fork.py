@@ -33,9 +33,11 @@ FORK_DURING_WINDOW = textwrap.dedent("""
     for w in workers:
         w.start()
     result = {}
-    window = threading.Thread(target=lambda: result.update(p=collect(kind, duration_seconds=2, sample_rate=50, engine=engine)))
+    underway = threading.Event()  # set by the window's first progress report (about 1 s in)
+    window = threading.Thread(target=lambda: result.update(p=collect(
+        kind, duration_seconds=2, sample_rate=50, engine=engine, progress=lambda _: underway.set())))
     window.start()
-    time.sleep(0.7)  # mid-window
+    assert underway.wait(10)  # mid-window
     pid = os.fork()
     if pid == 0:
         # The child: its own threads and locks work, and it can collect a window of its own.

@@ -2,7 +2,6 @@
 
 import gzip
 import json
-import time
 
 import pytest
 
@@ -89,8 +88,8 @@ def test_agent_killed_mid_window_fails_the_run_and_nothing_hangs(e2e):
     tenant = TenantFixture("e2e-killed")
     agent = e2e.start_agent(tenant, "svc-killed", "cpu")
     profile_id = _start(e2e, tenant, "svc-killed", "cpu", seconds=4)
-    e2e.wait_for(tenant, profile_id, lambda b: b.get("phase") == "collecting", timeout=30)
-    time.sleep(0.5)
+    # mid-window: the agent has reported progress on it
+    e2e.wait_for(tenant, profile_id, lambda b: b.get("phase") == "collecting" and b.get("progress", 0) > 0, timeout=30)
     agent.kill()
     body = e2e.wait_for(tenant, profile_id, _finished, timeout=60)
     assert body["status"] == "failed"
