@@ -333,11 +333,9 @@ def test_block_blames_the_sleeping_thread(engine):
     assert sleeping_leaf == {"napper"}
 
 
-def test_goroutine_counts_every_thread_and_asyncio_task():
-    def idle(stop: threading.Event) -> None:
-        stop.wait()
-
-    loop_ready = threading.Event()
+def loop_with_pending_tasks(ready: threading.Event):
+    """A thread target for `running`: an asyncio loop whose main() keeps three tasks pending
+    until stopped; `ready` is set once they exist."""
 
     def event_loop(stop: threading.Event) -> None:
         async def pending_task() -> None:
@@ -345,13 +343,24 @@ def test_goroutine_counts_every_thread_and_asyncio_task():
 
         async def main() -> None:
             tasks = [asyncio.ensure_future(pending_task()) for _ in range(3)]
-            loop_ready.set()
+            ready.set()
             while not stop.is_set():
                 await asyncio.sleep(0.05)
             for task in tasks:
                 task.cancel()
 
         asyncio.run(main())
+
+    return event_loop
+
+
+def test_goroutine_counts_every_thread_and_asyncio_task():
+    def idle(stop: threading.Event) -> None:
+        stop.wait()
+
+    loop_ready = threading.Event()
+
+    event_loop = loop_with_pending_tasks(loop_ready)
 
     names = [f"idle-{i}" for i in range(5)] + ["loop"]
     with running(*([idle] * 5), event_loop, names=names):
@@ -392,19 +401,7 @@ def test_stack_sampler_goroutine_sees_every_thread_and_the_tasks_of_a_running_lo
     ddprof._session.stop_idle_now()
     loop_ready = threading.Event()
 
-    def event_loop(stop: threading.Event) -> None:
-        async def pending_task() -> None:
-            await asyncio.sleep(60)
-
-        async def main() -> None:
-            tasks = [asyncio.ensure_future(pending_task()) for _ in range(3)]
-            loop_ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            for task in tasks:
-                task.cancel()
-
-        asyncio.run(main())
+    event_loop = loop_with_pending_tasks(loop_ready)
 
     def idle(stop: threading.Event) -> None:
         stop.wait()
