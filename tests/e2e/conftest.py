@@ -27,6 +27,16 @@ API = "/api/v1/observability/profiling"
 CONTINUOUS_PERIOD_SECONDS = 4
 
 
+def wait_until(predicate, timeout: float, what: str, logs=lambda: "") -> None:
+    """Poll `predicate` until it holds, failing after `timeout` s with `what` (and `logs()`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n{logs()}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,7 +3,6 @@ and delivers the signed webhook to a receiver in this test. Windows are uploaded
 slots and processed by the worker (independent of how agents get their runs)."""
 
 import random
-import time
 from datetime import timedelta
 
 import pytest
@@ -15,20 +14,12 @@ from tests.conftest import TenantFixture
 from tests.profiles.samples import claim_without_agent, gzip_json, sampled_cpu_profile
 from tests.webhook_receiver import WebhookReceiver
 
-from .conftest import API
+from .conftest import API, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
 WORKLOAD = {"render": 0.30, "query": 0.25, "serialize": 0.15, "log": 0.10, "auth": 0.08, "cache": 0.07, "idle": 0.05}
 
-
-def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _uploaded_window(e2e, tenant, raw: dict, service: str, at) -> ProfileResult:
@@ -39,7 +30,7 @@ def _uploaded_window(e2e, tenant, raw: dict, service: str, at) -> ProfileResult:
     ProfileResult.objects.filter(pk=run.pk).update(started_at=at)
     lease = claim_without_agent(run)
     services.profile_accept_upload(profile=run, data=gzip_json(raw), lease=lease)
-    _wait_until(
+    wait_until(
         lambda: ProfileResult.objects.filter(pk=run.pk, status="completed").exists(),
         30, f"the worker to process window {at}\n{e2e.logs()}",
     )
@@ -65,7 +56,7 @@ def test_beat_raises_one_alert_delivers_one_webhook_and_resolves_it(e2e):
             at = start + timedelta(minutes=len(windows))
             raw = sampled_cpu_profile(weights, rng.randint(1500, 4500), rng)
             windows.append(_uploaded_window(e2e, tenant, raw, "svc-alerts", at))
-            _wait_until(
+            wait_until(
                 lambda: AlertCheck.objects.filter(tenant=tenant.tenant, last_profile=windows[-1]).exists(),
                 30, f"the alert check of window {len(windows)}\n{e2e.logs()}",
             )
@@ -82,7 +73,7 @@ def test_beat_raises_one_alert_delivers_one_webhook_and_resolves_it(e2e):
 
         for _ in range(3):
             window(WORKLOAD)
-        _wait_until(lambda: Alert.objects.get(pk=alert.pk).status == "resolved", 30, "the alert to resolve")
+        wait_until(lambda: Alert.objects.get(pk=alert.pk).status == "resolved", 30, "the alert to resolve")
         receiver.wait_for(2)
         events = receiver.events(webhook["secret"])
         assert len(receiver.requests) == 2 and [e["event"] for e in events] == ["alert.opened", "alert.resolved"]

@@ -7,18 +7,10 @@ import pytest
 from profiles.models import AgentInstance, ProfileResult
 from tests.conftest import TenantFixture
 
-from .conftest import API, BIN
+from .conftest import API, BIN, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
-
-def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_beat_runs_continuous_profiles_until_disabled(e2e):
@@ -36,7 +28,7 @@ def test_beat_runs_continuous_profiles_until_disabled(e2e):
         done = runs.filter(status="completed")
         return done.values("continuous_slot").distinct().count() >= 2
 
-    _wait_until(two_slots_completed, 45, f"two completed slots\n{e2e.logs()}")
+    wait_until(two_slots_completed, 45, f"two completed slots\n{e2e.logs()}")
     for slot in runs.values_list("continuous_slot", flat=True).distinct():
         # one run per type per slot, whatever beat's timing did
         assert sorted(runs.filter(continuous_slot=slot).values_list("profile_type", flat=True)) == ["cpu", "goroutine"]
@@ -62,7 +54,7 @@ def test_a_worker_with_profiling_self_profiles_itself(e2e):
         PROFILING_TOKEN=tenant.agent_raw, PROFILING_POLL_SECONDS="0.5",
     )
     # The run is started once a worker process's agent has polled (booting can take a while).
-    _wait_until(
+    wait_until(
         lambda: AgentInstance.objects.filter(tenant=tenant.tenant, service="profiling-worker").exists(),
         60, f"the worker's agent to poll\n{e2e.logs()}",
     )

@@ -13,17 +13,9 @@ from profiling_agent.profile_format import PROFILE_TYPES
 from profiles.models import AgentInstance, ProfileResult
 from tests.conftest import TenantFixture
 
-from .conftest import API, BIN, CONTINUOUS_PERIOD_SECONDS, _free_port
+from .conftest import API, BIN, CONTINUOUS_PERIOD_SECONDS, _free_port, wait_until
 
 pytestmark = [pytest.mark.e2e]
-
-def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _start(e2e, tenant, service, profile_type, seconds=2):
@@ -54,9 +46,9 @@ def test_the_web_down_for_60_s_while_an_agent_uploads_the_run_completes(e2e):
     web_command = [str(BIN / "gunicorn"), "profiling_platform.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
     grace = {"PROFILING_UPLOAD_GRACE_SECONDS": "120"}  # the claim's deadline outlasts the outage
     web = e2e.start_process("outage-web", web_command, **grace)
-    _wait_until(lambda: _serving(url), 60, "the outage web to serve")
+    wait_until(lambda: _serving(url), 60, "the outage web to serve")
     e2e.start_agent(tenant, "svc-outage", "cpu", seconds=300, url=url)
-    _wait_until(_agent_polled(tenant, "svc-outage"), 30, "the agent to poll")
+    wait_until(_agent_polled(tenant, "svc-outage"), 30, "the agent to poll")
     profile_id = _start(e2e, tenant, "svc-outage", "cpu", seconds=4)
     e2e.wait_for(tenant, profile_id, lambda b: b.get("phase") == "collecting", timeout=30)
     web.send_signal(signal.SIGTERM)  # the web goes down mid-window: the upload meets a closed port
@@ -73,7 +65,7 @@ def test_the_web_down_for_60_s_while_an_agent_uploads_the_run_completes(e2e):
 def test_all_six_types_started_at_once_on_one_service_complete(e2e):
     tenant = TenantFixture("e2e-six")
     e2e.start_agent(tenant, "svc-six", "service")
-    _wait_until(_agent_polled(tenant, "svc-six"), 30, "the agent to poll")
+    wait_until(_agent_polled(tenant, "svc-six"), 30, "the agent to poll")
     ids = {kind: _start(e2e, tenant, "svc-six", kind) for kind in PROFILE_TYPES}
     for kind, profile_id in ids.items():
         body = e2e.wait_for(tenant, profile_id, lambda b: b.get("status") in ("completed", "failed"), timeout=90)
@@ -90,7 +82,7 @@ def _window(profile: ProfileResult) -> tuple[float, float]:
 def test_continuous_all_six_types_back_to_back_windows_and_an_on_demand_run_beside_them(e2e):
     tenant = TenantFixture("e2e-windows")
     e2e.start_agent(tenant, "svc-windows", "service", seconds=300)
-    _wait_until(_agent_polled(tenant, "svc-windows"), 30, "the agent to poll")
+    wait_until(_agent_polled(tenant, "svc-windows"), 30, "the agent to poll")
     status, body = e2e.request(
         "POST", f"{API}/continuous", tenant.api_raw, tenant.external_id,
         {"service": "svc-windows", "profileTypes": list(PROFILE_TYPES), "sampleRate": 50},
@@ -114,7 +106,7 @@ def test_continuous_all_six_types_back_to_back_windows_and_an_on_demand_run_besi
             on_demand = _start(e2e, tenant, "svc-windows", "cpu")  # while windows are collected
         return set(consecutive_pairs()) == set(PROFILE_TYPES)
 
-    _wait_until(every_type_has_two_consecutive_windows, 90, f"two consecutive windows of every type\n{e2e.logs()}")
+    wait_until(every_type_has_two_consecutive_windows, 90, f"two consecutive windows of every type\n{e2e.logs()}")
     for kind, (first, second) in consecutive_pairs().items():
         (_, first_end), (second_start, _) = _window(first), _window(second)
         assert abs(second_start - first_end) <= 1.0, (kind, first_end, second_start)

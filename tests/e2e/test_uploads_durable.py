@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -21,7 +20,7 @@ from profiles.models import Phase, ProfileResult, Status
 from tests.conftest import TenantFixture
 from tests.profiles.samples import gzip_json, raw_cpu_profile
 
-from .conftest import API, BIN, ROOT, _database_url, _free_port, _stop
+from .conftest import API, BIN, ROOT, _database_url, _free_port, _stop, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -29,14 +28,6 @@ LEASE = "e2e-lease"
 ATTEMPT_SECONDS = 20
 MAX_CHILD_KIB = 200_000
 
-
-def _wait_until(predicate, timeout: float, what: str, logs=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{logs()}")
 
 
 class OwnPlatform:
@@ -67,7 +58,7 @@ class OwnPlatform:
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "", "--appendonly", "no"],
             stdout=open(self.log_dir / "redis.log", "ab"), stderr=subprocess.STDOUT,
         )
-        _wait_until(self._redis_answers, 10, "redis-server to start")
+        wait_until(self._redis_answers, 10, "redis-server to start")
 
     def _redis_answers(self) -> bool:
         import socket
@@ -141,7 +132,7 @@ def own_platform(django_db_setup, django_db_blocker):
         except OSError:
             return False
 
-    _wait_until(web_up, 60, "the web to start", platform.logs)
+    wait_until(web_up, 60, "the web to start", platform.logs)
     yield platform
     for process in platform.processes.values():
         _stop(process)
@@ -187,18 +178,18 @@ def test_kill_9_of_the_worker_child_mid_processing_and_the_run_still_completes(p
     run = _collecting_run(platform.tenant)
     status, body = platform.upload(run.pk, _large_profile())
     assert status == 202, body
-    _wait_until(lambda: _row(run).processing_attempts >= 1, 60, "processing to start", platform.logs)
+    wait_until(lambda: _row(run).processing_attempts >= 1, 60, "processing to start", platform.logs)
     child = platform.worker_child()
     assert child is not None and _row(run).phase == Phase.PROCESSING, "processing ended before the kill"
     os.kill(child, signal.SIGKILL)
 
-    _wait_until(lambda: _row(run).status != Status.RUNNING, 120, "the run to end", platform.logs)
+    wait_until(lambda: _row(run).status != Status.RUNNING, 120, "the run to end", platform.logs)
     row = _row(run)
     assert row.status == Status.COMPLETED, row.error
     # The killed attempt counts; on a slow machine the sweep may have started one more.
     assert row.processing_attempts >= 2
     assert row.sample_count == 80_000
-    _wait_until(lambda: platform.worker_child() not in (None, child), 30, "a new worker child", platform.logs)
+    wait_until(lambda: platform.worker_child() not in (None, child), 30, "a new worker child", platform.logs)
 
 
 def _rss_kib(pid: int) -> int:
@@ -207,16 +198,16 @@ def _rss_kib(pid: int) -> int:
 
 
 def test_the_memory_of_a_large_profile_goes_back_to_the_system_after_its_task(platform):
-    _wait_until(lambda: platform.worker_child() is not None, 30, "a worker child", platform.logs)
+    wait_until(lambda: platform.worker_child() is not None, 30, "a worker child", platform.logs)
     before = platform.worker_child()
     assert _rss_kib(before) < MAX_CHILD_KIB
     run = _collecting_run(platform.tenant)
     status, body = platform.upload(run.pk, _large_profile())
     assert status == 202, body
-    _wait_until(lambda: _row(run).status != Status.RUNNING, 120, "the run to end", platform.logs)
+    wait_until(lambda: _row(run).status != Status.RUNNING, 120, "the run to end", platform.logs)
     assert _row(run).status == Status.COMPLETED, _row(run).error
     # The child that grew past CELERY_WORKER_MAX_MEMORY_PER_CHILD was replaced by a fresh one.
-    _wait_until(lambda: platform.worker_child() not in (None, before), 30, "a fresh worker child", platform.logs)
+    wait_until(lambda: platform.worker_child() not in (None, before), 30, "a fresh worker child", platform.logs)
     assert _rss_kib(platform.worker_child()) < MAX_CHILD_KIB
 
 
@@ -231,7 +222,7 @@ def test_redis_down_during_an_upload_gets_a_202_and_the_run_completes_once_it_is
         assert row.payload.storage.exists(row.payload.name)
     finally:
         platform.start_redis()  # empty: the task that could not be enqueued is nowhere
-    _wait_until(lambda: _row(run).status != Status.RUNNING, 90, "the run to end", platform.logs)
+    wait_until(lambda: _row(run).status != Status.RUNNING, 90, "the run to end", platform.logs)
     row = _row(run)
     assert row.status == Status.COMPLETED, row.error
     assert row.top_functions[0]["function"] == "hot"
