@@ -13,32 +13,19 @@ Without DATABASE_URL a throw-away SQLite file is used. Never fails.
 
 from __future__ import annotations
 
-import atexit
-import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import traceback
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_scratch = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
-atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "profiling_platform.settings")
-os.environ["MEDIA_ROOT"] = str(_scratch / "media")
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{_scratch / 'bench.sqlite3'}")
-os.environ.setdefault("LOG_LEVEL", "ERROR")
+from _django import setup_django  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+_scratch = setup_django("bench-alerts-")
 
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from profiles import services  # noqa: E402
@@ -90,7 +77,7 @@ def main() -> int:
             timings.append(time.perf_counter() - start)
         results[size] = statistics.median(timings)
     base = results[SIZES[0]]
-    print(f"database: {django.db.connection.vendor}; {FUNCTIONS} top functions per window")
+    print(f"database: {connection.vendor}; {FUNCTIONS} top functions per window")
     for size, seconds in sorted(results.items()):
         print(f"baseline of {size:>4} windows: {seconds * 1000:7.1f} ms per check  ({seconds / base:4.1f}x the {SIZES[0]}-window check)")
     return 0

@@ -25,36 +25,23 @@ Figures:
 from __future__ import annotations
 
 import argparse
-import atexit
 import gzip
 import json
 import os
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_scratch = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "profiling_platform.settings")
-os.environ["MEDIA_ROOT"] = str(_scratch / "media")
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{_scratch / 'bench.sqlite3'}")
-os.environ.setdefault("LOG_LEVEL", "ERROR")
+from _django import setup_django  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+_scratch = setup_django("bench-pipeline-")
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402

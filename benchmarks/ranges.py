@@ -25,11 +25,9 @@ Baseline for 2 and 3: GET of one profile by id through the same stack, measured 
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -37,20 +35,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-_scratch = Path(tempfile.mkdtemp(prefix="bench-ranges-"))
-atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "profiling_platform.settings")
-# --keep: the files stay in a fixed folder, so a later --keep run can reuse them.
-_media = Path(tempfile.gettempdir()) / "bench-ranges-media" if "--keep" in sys.argv else _scratch / "media"
-os.environ["MEDIA_ROOT"] = str(_media)
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{_scratch / 'bench.sqlite3'}")
-os.environ.setdefault("LOG_LEVEL", "ERROR")
+from _django import setup_django  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+_media = Path(tempfile.gettempdir()) / "bench-ranges-media" if "--keep" in sys.argv else None
+_scratch = setup_django("bench-ranges-", media=_media)
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.files.storage import default_storage  # noqa: E402
