@@ -17,11 +17,10 @@ from ..models import (
     AlertBaseline,
     AlertStatus,
     AlertWebhook,
-    ContinuousProfile,
     DeliveryStatus,
     WebhookDelivery,
 )
-from .views import AUTH_ERRORS, NOT_FOUND, UNSUPPORTED
+from .views import AUTH_ERRORS, NOT_FOUND, UNSUPPORTED, ServiceConfigView
 
 
 def _one_of(values: list[str], description: str):
@@ -151,19 +150,10 @@ class AlertPolicySerializer(serializers.Serializer):
     )
 
 
-class AlertPolicyView(TenantScopedAPIView):
+class AlertPolicyView(ServiceConfigView):
     """GET/PUT /alerts/policies/{service}: how the service's continuous windows are checked."""
 
-    queryset = ContinuousProfile.objects.all()
     serializer_class = AlertPolicySerializer
-    lookup_field = "service"
-    lookup_url_kwarg = "service"
-    not_found_detail = "No continuous-profiling configuration for this service."
-
-    def get_object(self):
-        if not SERVICE_VALIDATOR.regex.fullmatch(self.kwargs["service"]):
-            raise exceptions.NotFound(self.not_found_detail)
-        return super().get_object()
 
     @extend_schema(responses={200: AlertPolicySerializer, **AUTH_ERRORS, **NOT_FOUND})
     def get(self, request, service):

@@ -276,11 +276,10 @@ class ContinuousListView(TenantScopedAPIView):
         )
 
 
-class ContinuousDetailView(TenantScopedAPIView):
-    """One service's configuration: read, replace (PUT), change (PATCH), delete."""
+class ServiceConfigView(TenantScopedAPIView):
+    """Base of the views of one service's continuous configuration (`.../{service}` URLs)."""
 
     queryset = ContinuousProfile.objects.all()
-    serializer_class = ContinuousProfileSerializer
     lookup_field = "service"
     lookup_url_kwarg = "service"
     not_found_detail = "No continuous-profiling configuration for this service."
@@ -288,8 +287,14 @@ class ContinuousDetailView(TenantScopedAPIView):
     def get_object(self):
         # A name no configuration can have (e.g. with a NUL byte, which PostgreSQL refuses) is a 404.
         if not SERVICE_VALIDATOR.regex.fullmatch(self.kwargs["service"]):
-            raise exceptions.NotFound("No continuous-profiling configuration for this service.")
+            raise exceptions.NotFound(self.not_found_detail)
         return super().get_object()
+
+
+class ContinuousDetailView(ServiceConfigView):
+    """One service's configuration: read, replace (PUT), change (PATCH), delete."""
+
+    serializer_class = ContinuousProfileSerializer
 
     @extend_schema(responses={200: ContinuousProfileSerializer, **AUTH_ERRORS, **NOT_FOUND})
     def get(self, request, service):
