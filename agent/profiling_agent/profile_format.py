@@ -46,8 +46,6 @@ EXACT_ENGINES: frozenset[str] = frozenset({"yappi", "memray"})
 
 #: Engines that slow the host several-fold: the server caps their windows (seconds).
 HEAVY_ENGINE_MAX_SECONDS: dict[str, int] = {"yappi": 300, "memray": 300}
-#: Engines that install the same per-thread hook: one of them at a time per process.
-EXCLUSIVE_ENGINES: frozenset[str] = frozenset({"yappi", "memray"})
 #: Runs one agent instance collects at once (the server claims no more for it).
 MAX_CONCURRENT_RUNS = 8
 
@@ -62,3 +60,17 @@ MAX_STACK_ENTRIES = 5_000_000
 MAX_STRING_CHARS = 4096
 #: What a PositiveIntegerField (sampleCount) holds on every database.
 MAX_INT32 = 2**31 - 1
+
+# Labels on samples: a sample may carry "labels": {key: value}, both strings. The agent sets
+# these keys itself; users add their own with profiling_agent.profiling_labels(...). The
+# sample's "thread" field doubles as the label key "thread" for filtering and grouping.
+LABEL_VIEW = "view"    # Django: the view's dotted name of the request the thread serves
+LABEL_ROUTE = "route"  # Django: its URL pattern, e.g. "api/items/<int:pk>/"
+LABEL_TASK = "task"    # Celery: the name of the task the thread runs
+LABEL_THREAD = "thread"
+#: Keys per sample and distinct values per key in one profile; values past the cap become
+#: LABEL_OVERFLOW_VALUE and the raw profile's "labelsOverflow" counts the samples that lost theirs.
+MAX_LABEL_KEYS = 8
+MAX_LABEL_VALUES_PER_KEY = 200
+LABEL_OVERFLOW_VALUE = "(other)"
+MAX_LABEL_CHARS = 200
