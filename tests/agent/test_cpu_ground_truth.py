@@ -75,10 +75,11 @@ def test_in_process_cpu_shares_match_measured_cpu_time():
 
 @needs_in_process
 @pytest.mark.xfail(
-    strict=True,
-    reason="known miss (issue 8): beside two CPU hogs the in-process sampler gives a thread's CPU to "
-    "where it is at its next sample, 7-8 points off on py_loops and c_json (quiet: within 3); "
-    "strict, so the day it holds this marker must go",
+    strict=False,
+    reason="known miss (issue 8): beside two CPU hogs the sampler thread runs when the busy thread "
+    "is preempted, so that thread's CPU lands on the system call where the scheduler stops it "
+    "(c_json 5-7 points off, quiet: within 3); not strict: the miss sits near the tolerance, so it "
+    "holds now and then",
 )
 def test_in_process_cpu_shares_hold_beside_two_cpu_bound_processes(two_cpu_hogs):
     assert_matches_truth(run_program("--engine", "stack-sampler"), 0.05)
