@@ -37,7 +37,8 @@ def dispatch_continuous_profiles() -> int:
 @shared_task(time_limit=3600, soft_time_limit=3500)
 def purge_expired_profiles() -> int:
     """Beat, daily: idempotent (what is gone stays gone)."""
-    return services.profiles_purge_expired() + services.rollups_purge_expired()
+    return (services.profiles_purge_expired() + services.rollups_purge_expired()
+            + services.agent_instances_forget_silent() + services.alerts_purge_expired())
 
 
 @shared_task(time_limit=300, soft_time_limit=280)

@@ -208,6 +208,10 @@ PROFILING_CONTINUOUS_WINDOW_SECONDS = env.int(
 )
 # An agent instance that polled this recently is live (inventory, routing, failure reasons).
 PROFILING_AGENT_LIVE_SECONDS = env.int("PROFILING_AGENT_LIVE_SECONDS", default=60)
+# An agent instance silent this long is forgotten (the daily purge); its profiles stay.
+PROFILING_AGENT_FORGET_DAYS = env.int("PROFILING_AGENT_FORGET_DAYS", default=7)
+# Resolved alerts, and webhook deliveries, are kept this long.
+PROFILING_ALERT_RETENTION_DAYS = env.int("PROFILING_ALERT_RETENTION_DAYS", default=90)
 PROFILING_DEFAULT_RETENTION_DAYS = env.int("PROFILING_DEFAULT_RETENTION_DAYS", default=30)
 # Rollups (per-period merges of continuous windows) outlive raw windows; built every few minutes.
 PROFILING_ROLLUP_RETENTION_DAYS = env.int("PROFILING_ROLLUP_RETENTION_DAYS", default=400)

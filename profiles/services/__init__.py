@@ -28,6 +28,8 @@ from .processing import (  # noqa: F401
 )
 from .retention import (  # noqa: F401
     PURGE_BATCH,
+    agent_instances_forget_silent,
+    alerts_purge_expired,
     profiles_purge_expired,
     rollups_purge_expired,
 )

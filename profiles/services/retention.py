@@ -1,4 +1,5 @@
-"""Retention: purge expired profiles, rollups and their files (tiered: rollups outlive raw windows)."""
+"""Retention: purge expired profiles, rollups and their files (tiered: rollups outlive raw windows),
+agent instances gone silent, resolved alerts and old webhook deliveries."""
 
 import logging
 from datetime import timedelta
@@ -10,10 +11,14 @@ from django.utils import timezone
 
 from ..models import (
     ARTIFACT_SUFFIXES,
+    AgentInstance,
+    Alert,
+    AlertStatus,
     ContinuousProfile,
     ProfileResult,
     ProfileRollup,
     Status,
+    WebhookDelivery,
     artifact_name,
 )
 
@@ -91,3 +96,24 @@ def rollups_purge_expired(*, now=None) -> int:
                 logger.warning("could not delete the stored rollup %s", name, exc_info=True)
         deleted += len(batch)
     return deleted
+
+
+def agent_instances_forget_silent(*, now=None) -> int:
+    """Forget agent instances that have not polled for PROFILING_AGENT_FORGET_DAYS: every
+    restart of a service is a new instance, so without this the inventory only ever grows."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.PROFILING_AGENT_FORGET_DAYS)
+    deleted, _ = AgentInstance.objects.filter(last_poll_at__lt=cutoff).delete()
+    return deleted
+
+
+def alerts_purge_expired(*, now=None) -> int:
+    """Delete alerts resolved more than PROFILING_ALERT_RETENTION_DAYS ago (their deliveries
+    with them) and older deliveries of alerts still open. Open alerts are never deleted."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.PROFILING_ALERT_RETENTION_DAYS)
+    old_deliveries, _ = WebhookDelivery.objects.filter(
+        alert__status=AlertStatus.OPEN, created_at__lt=cutoff
+    ).delete()
+    resolved, _ = Alert.objects.filter(status=AlertStatus.RESOLVED, resolved_at__lt=cutoff).delete()
+    return resolved + old_deliveries

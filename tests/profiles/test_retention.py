@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from profiles import services, tasks
-from profiles.models import ContinuousProfile, ProfileResult
+from profiles.models import AgentInstance, Alert, AlertStatus, ContinuousProfile, ProfileResult, WebhookDelivery
 
 from .samples import completed_profile, raw_profile
 
@@ -127,3 +127,59 @@ def test_purge_deletes_in_batches(tenant, settings, monkeypatch):
     assert services.profiles_purge_expired() == 5
     assert list(ProfileResult.objects.values_list("pk", flat=True)) == [keep.pk]
     assert not any(_file(p).exists() for p in profiles)
+
+
+@pytest.mark.django_db
+def test_agent_instances_silent_past_the_forget_days_are_forgotten_by_the_daily_purge(tenant, settings):
+    settings.PROFILING_AGENT_FORGET_DAYS = 7
+    now = timezone.now()
+    profile = _aged(tenant.tenant, 1, now=now)  # made first: instances without engines take no runs
+
+    def instance(name, silent_days):
+        return AgentInstance.objects.create(
+            tenant=tenant.tenant, service="ai-service", instance_id=name, host="web-1", pid=7,
+            last_poll_at=now - timedelta(days=silent_days),
+        )
+
+    instance("restarted-last-month", 30)
+    instance("gone-8-days", 8)
+    instance("live", 0)
+    instance("quiet-6-days", 6)
+
+    tasks.purge_expired_profiles.apply()
+
+    assert set(AgentInstance.objects.values_list("instance_id", flat=True)) == {"live", "quiet-6-days"}
+    assert ProfileResult.objects.filter(pk=profile.pk).exists()  # profiles outlive their agents
+
+
+@pytest.mark.django_db
+def test_resolved_alerts_and_old_deliveries_expire_and_open_alerts_stay(tenant, settings):
+    settings.PROFILING_ALERT_RETENTION_DAYS = 90
+    now = timezone.now()
+    old = now - timedelta(days=100)
+
+    def alert(function, *, resolved_at=None):
+        return Alert.objects.create(
+            tenant=tenant.tenant, service="ai-service", profile_type="cpu", function=function,
+            status=AlertStatus.RESOLVED if resolved_at else AlertStatus.OPEN, resolved_at=resolved_at,
+            baseline="trailing24h", threshold_percent=10, baseline_share=0.2, baseline_variance=0.0001,
+            baseline_windows=30, current_share=0.45, peak_share=0.45, opened_at=old,
+        )
+
+    def delivery(alert, created_at):
+        return WebhookDelivery.objects.create(tenant=tenant.tenant, alert=alert, event="alert.opened",
+                                              url="https://hooks.example/x", body="{}", created_at=created_at)
+
+    long_resolved = alert("long_resolved", resolved_at=old)
+    delivery(long_resolved, old)
+    recently_resolved = alert("recently_resolved", resolved_at=now - timedelta(days=10))
+    still_open = alert("still_open")
+    stale = delivery(still_open, old)
+    fresh = delivery(still_open, now - timedelta(days=1))
+
+    assert services.alerts_purge_expired(now=now) == 3  # one alert, its delivery, one stale delivery
+
+    assert set(Alert.objects.values_list("function", flat=True)) == {"recently_resolved", "still_open"}
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert not WebhookDelivery.objects.filter(pk=stale.pk).exists()
+    assert recently_resolved.pk in set(Alert.objects.values_list("pk", flat=True))
