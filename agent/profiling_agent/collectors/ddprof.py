@@ -42,12 +42,11 @@ import os
 import random
 import shutil
 import signal
-import tempfile
 import threading
 from collections.abc import Iterable
 
 from ..profile_format import DEFAULT_ALLOC_SAMPLE_BYTES
-from . import _overhead, _pprof, threads
+from . import _overhead, _pprof, _tempfiles, threads
 from ._common import (
     CollectorError,
     ProfileBuilder,
@@ -290,7 +289,7 @@ class _Session:
     def _start(self, memory: bool) -> None:
         self._stop()
         profiler_class, _stack, config = self.classes
-        self.folder = tempfile.mkdtemp(prefix="profiles-agent-")
+        self.folder = _tempfiles.private_dir("ddtrace")
         config.output_pprof = os.path.join(self.folder, "profile")  # read at every start
         before = _overhead.task_ids()
         profiler = profiler_class(_memory_collector_enabled=memory)
@@ -419,7 +418,7 @@ def _reroot_torn_stacks(kept: list, builder: ProfileBuilder) -> list:
     torn = moved = total = 0.0
     for entries in groups.values():
         roots: dict[int, int] = {}
-        for stack, _value, count, _thread, _tid in entries:
+        for stack, _value, count, *_ in entries:
             roots[stack[0]] = roots.get(stack[0], 0) + count
         entry_root = max(roots, key=roots.__getitem__)
         complete_by_leaf: dict[int, list] = {}

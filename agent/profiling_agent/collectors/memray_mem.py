@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from . import _tempfiles
 from ._common import CollectorError, ProfileBuilder, Window
 from ._source import SourceResolver
 
@@ -65,7 +65,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
     except ImportError as exc:
         raise CollectorError(f"memray is not installed here ({exc}); pip install memray") \
             from None
-    workdir = tempfile.mkdtemp(prefix="profiles-agent-memray-")
+    workdir = _tempfiles.private_dir("memray")
     path = os.path.join(workdir, "capture.bin")
     try:
         try:

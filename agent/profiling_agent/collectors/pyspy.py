@@ -44,11 +44,11 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from . import _tempfiles
 from ._common import (
     CollectorError,
     ProfileBuilder,
@@ -173,8 +173,8 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
             "wheel into this environment (pip install py-spy) or use engine \"yappi\""
         )
     rate_hz = max(1, int(round(rate)))
-    fd, out_path = tempfile.mkstemp(prefix="profiles-agent-pyspy-", suffix=".txt")
-    os.close(fd)
+    workdir = _tempfiles.private_dir("pyspy")
+    out_path = os.path.join(workdir, "samples.txt")
     cmd = [binary, "record", "--pid", str(os.getpid()), "--rate", str(rate_hz),
            "--duration", str(int(math.ceil(duration)) + 5), "--format", "raw", "--function",
            "--threads", "--full-filenames", "-o", out_path]
@@ -247,10 +247,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
             _stop(proc, 5.0)
         if declared_ptracer:
             _set_ptracer(0)
-        try:
-            os.unlink(out_path)
-        except OSError:
-            pass
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _note_threads(agent_tids: set[int], names_by_tid: dict[int, str],
