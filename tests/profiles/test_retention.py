@@ -7,7 +7,14 @@ import pytest
 from django.utils import timezone
 
 from profiles import services, tasks
-from profiles.models import AgentInstance, Alert, AlertStatus, ContinuousProfile, ProfileResult, WebhookDelivery
+from profiles.models import (
+    AgentInstance,
+    Alert,
+    AlertStatus,
+    ContinuousProfile,
+    ProfileResult,
+    WebhookDelivery,
+)
 
 from .samples import completed_profile, raw_profile
 
