@@ -70,15 +70,8 @@ FORK_DURING_WINDOW = textwrap.dedent("""
     print("child", os.waitstatus_to_exitcode(status), "parent", result["p"]["profileType"], flush=True)
 """)
 
-# Known broken (collectors/, not the runtime): the child inherits the parent's tracker, so yappi
-# reports "already running (started by the host)" and memray "could not start tracking".
-NOT_RESET_AFTER_FORK = {"yappi", "memray"}
 CASES = [
-    pytest.param(
-        kind, engine, id=f"{kind}-{engine}",
-        marks=[pytest.mark.xfail(strict=True, reason=f"{engine}'s state is not reset in a forked child")]
-        if engine in NOT_RESET_AFTER_FORK else [],
-    )
+    pytest.param(kind, engine, id=f"{kind}-{engine}")
     for kind, engines in ENGINES_BY_TYPE.items()
     for engine in engines
 ]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from . import _tempfiles
@@ -59,12 +60,44 @@ TRACE_PYTHON_ALLOCATORS = False
 AGGREGATED = False
 
 
+# The tracker of the window in progress. A forked child inherits it half alive: memray's own
+# fork hook stops its native side in the child, but its Python side keeps threading.Thread
+# patched and the profile function set, so every later Tracker in the child fails an assertion.
+_active_trackers: list = []
+_inherited_trackers: list = []
+
+
+def _note_inherited_tracker() -> None:
+    # only noted: finishing it here could run before memray's own fork hook, while the native
+    # tracker still looks alive, and destroying that joins a thread the child does not have
+    _inherited_trackers.extend(_active_trackers)
+    _active_trackers.clear()
+
+
+os.register_at_fork(after_in_child=_note_inherited_tracker)
+
+
+def _end_inherited_trackers() -> None:
+    """In a forked child, before its first window: finish the parent's tracker (the parent's
+    thread that would have is not in the child)."""
+    while _inherited_trackers:
+        tracker = _inherited_trackers.pop()
+        try:
+            import memray._memray as native
+
+            native.tracker_creation_lock = threading.Lock()  # the parent's may have been held
+            tracker.__exit__(None, None, None)  # its native side is already gone in the child
+        except Exception:  # noqa: BLE001 - the child's window then reports memray's error
+            pass
+
+
 def collect(*, profile_type: str, duration: float, rate: float, window: Window) -> dict:
     try:
         import memray
     except ImportError as exc:
         raise CollectorError(f"memray is not installed here ({exc}); pip install memray") \
             from None
+    _end_inherited_trackers()
     workdir = _tempfiles.private_dir("memray")
     path = os.path.join(workdir, "capture.bin")
     try:
@@ -80,12 +113,14 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
             )
             tracker.__enter__()
         except Exception as exc:  # noqa: BLE001 - e.g. another Tracker active in the host
-            raise CollectorError(f"memray could not start tracking: {exc}") from None
+            raise CollectorError(f"memray could not start tracking: {exc!r}") from None
+        _active_trackers.append(tracker)
         try:
             window.start()
             window.wait()
         finally:
             elapsed = window.elapsed
+            _active_trackers.remove(tracker)
             tracker.__exit__(None, None, None)
         reader = memray.FileReader(path, report_progress=False)
         builder = ProfileBuilder(profile_type, ENGINE, rate)

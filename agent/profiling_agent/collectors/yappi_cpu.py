@@ -28,6 +28,7 @@ whichever engine profiled it.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -59,7 +60,30 @@ class _Func:
         self.children: dict[str, float] = {}
 
 
+_window_in_progress = False  # yappi was started by this module, not by the host
+
+
+def _stop_inherited_yappi() -> None:
+    """In a forked child: the parent's window is not the child's, and only the parent's thread
+    would stop yappi; left running, it slows the child and refuses the child's own windows."""
+    global _window_in_progress
+    if not _window_in_progress:
+        return
+    _window_in_progress = False
+    try:
+        import yappi
+
+        yappi.stop()
+        yappi.clear_stats()
+    except Exception:  # noqa: BLE001 - the child's own windows then report yappi's state
+        pass
+
+
+os.register_at_fork(after_in_child=_stop_inherited_yappi)
+
+
 def collect(*, profile_type: str, duration: float, rate: float, window: Window) -> dict:
+    global _window_in_progress
     try:
         import yappi
     except ImportError as exc:
@@ -74,11 +98,13 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
     at_start = _stacks(own)
     try:
         yappi.start(builtins=True, profile_threads=True)
+        _window_in_progress = True
         window.start()
         window.wait()
     finally:
         elapsed = window.elapsed
         yappi.stop()
+        _window_in_progress = False
     at_end = _stacks(own)
     try:
         names.update({t.ident: t.name for t in threading.enumerate()})
