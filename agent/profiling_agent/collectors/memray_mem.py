@@ -58,6 +58,24 @@ _MAX_STACK = 1024
 TRACE_PYTHON_ALLOCATORS = False
 #: memray's aggregated file format (memory profiles only; alloc needs every record).
 AGGREGATED = False
+#: memray writes a record per allocation: a window ends early once its capture file holds this
+#: much (PROFILING_MEMRAY_MAX_CAPTURE_BYTES), so a busy host's disk never fills.
+DEFAULT_MAX_CAPTURE_BYTES = 1 << 30
+
+
+def max_capture_bytes() -> int:
+    try:
+        value = int(os.environ.get("PROFILING_MEMRAY_MAX_CAPTURE_BYTES", ""))
+    except ValueError:
+        return DEFAULT_MAX_CAPTURE_BYTES
+    return value if value > 0 else DEFAULT_MAX_CAPTURE_BYTES
+
+
+def _capture_bytes(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 # The tracker of the window in progress. A forked child inherits it half alive: memray's own
@@ -115,9 +133,17 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         except Exception as exc:  # noqa: BLE001 - e.g. another Tracker active in the host
             raise CollectorError(f"memray could not start tracking: {exc!r}") from None
         _active_trackers.append(tracker)
+        cap = max_capture_bytes()
+        capped = False
+
+        def over_cap() -> bool:
+            nonlocal capped
+            capped = _capture_bytes(path) >= cap  # the file shrinks when memray closes it
+            return capped
+
         try:
             window.start()
-            window.wait()
+            window.wait(until=over_cap, poll=0.25)
         finally:
             elapsed = window.elapsed
             _active_trackers.remove(tracker)
@@ -134,6 +160,10 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         else:
             records = _aggregate(reader.get_allocation_records(), builder, skip_frees=True)
             builder.notes.append("alloc = all bytes (and allocations) made during the window")
+        if capped:
+            builder.notes.append(
+                f"the window ended after {elapsed:.1f} s of {window.duration:g}: memray's capture "
+                f"file reached its cap of {cap} bytes (PROFILING_MEMRAY_MAX_CAPTURE_BYTES)")
         builder.notes.append(
             "objects of up to 512 bytes are allocated from pymalloc arenas: memray sees each "
             "arena when it is mapped and charges it whole to the stack that needed it, so "
