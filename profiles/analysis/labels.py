@@ -38,15 +38,15 @@ def parse_label_filter(text: str | None) -> Labels:
         key, value = key.strip(), value.strip()
         if not sep or not _KEY.fullmatch(key) or not value:
             raise InvalidLabelQuery(
-                f"labels: {part.strip()[:60]!r} is not key:value; write labels=route:api/items/,task:send_mail"
+                f"{part.strip()[:60]!r} is not key:value; write labels=route:api/items/,task:send_mail"
             )
         if len(key) > MAX_LABEL_CHARS or len(value) > MAX_LABEL_CHARS:
-            raise InvalidLabelQuery(f"labels: keys and values have at most {MAX_LABEL_CHARS} characters")
+            raise InvalidLabelQuery(f"keys and values have at most {MAX_LABEL_CHARS} characters")
         if pairs.get(key, value) != value:
-            raise InvalidLabelQuery(f"labels: {key!r} is given twice with different values; a sample has one")
+            raise InvalidLabelQuery(f"{key!r} is given twice with different values; a sample has one")
         pairs[key] = value
     if len(pairs) > MAX_LABEL_KEYS + 1:  # the sample's own keys and its thread
-        raise InvalidLabelQuery(f"labels: at most {MAX_LABEL_KEYS + 1} pairs")
+        raise InvalidLabelQuery(f"at most {MAX_LABEL_KEYS + 1} pairs")
     return tuple(sorted(pairs.items()))
 
 
@@ -56,7 +56,7 @@ def parse_group_by(text: str | None) -> str | None:
         return None
     key = text.strip()
     if not _KEY.fullmatch(key) or len(key) > MAX_LABEL_CHARS:
-        raise InvalidLabelQuery(f"groupBy: {text[:60]!r} is not a label key; write groupBy=route")
+        raise InvalidLabelQuery(f"{text[:60]!r} is not a label key; write groupBy=route")
     return key
 
 
