@@ -31,6 +31,8 @@ from .pages.access import (
 )
 from .pages.data import (
     profile_flamegraph,
+    profile_flamegraph_and_labels,
+    profile_labelled_view,
     profiles_comparison,
 )
 from .pages.formatting import (
@@ -42,6 +44,7 @@ from .pages.formatting import (
     number,
 )
 from .pages.forms import ProfileFilterForm, StartProfileForm
+from .pages.labels import label_query, picker_context
 from .signing import flamegraph_token, profile_id_from_token
 
 PAGE_SIZE = 25
@@ -156,9 +159,11 @@ def _summary(profile: ProfileResult) -> list[tuple[str, str]]:
     return rows
 
 
-def _top_functions(profile: ProfileResult, sort: str) -> list[dict]:
+def _top_functions(profile: ProfileResult, sort: str, rows: list[dict] | None = None) -> list[dict]:
+    """The stored top functions, or `rows` (those of a label filter), sorted and formatted."""
     key = "total" if sort == "total" else "self"
-    rows = sorted(profile.top_functions, key=lambda row: (-row[key], -row["self" if key == "total" else "total"]))
+    rows = profile.top_functions if rows is None else rows
+    rows = sorted(rows, key=lambda row: (-row[key], -row["self" if key == "total" else "total"]))
     return [
         {
             **row,
@@ -194,8 +199,16 @@ def profile_detail(request, pk):
         context["downloads"] = [
             (fmt, reverse("profile-download", args=[profile.pk, fmt])) for fmt in selectors.EXPORT_FORMATS
         ]
+        query = label_query(request.GET)
         try:
-            context["graph"] = profile_flamegraph(profile)
+            context["graph"], values = profile_flamegraph_and_labels(profile)
+            groups, overflow = None, 0
+            if query.active:  # the stored graph and functions are of all samples: cut them
+                view = profile_labelled_view(profile, query)
+                context["graph"], groups, overflow = view.graph, view.block["groups"], view.block["overflow"]
+                context["functions"] = _top_functions(profile, sort, view.functions)
+            context["labels"] = picker_context(request.GET, query, values=values, groups=groups,
+                                               unit=profile.unit, overflow=overflow)
         except selectors.ProfileNotReady as exc:
             context["graph_error"] = str(exc)
     return render(request, "profiles/detail.html", context)

@@ -174,12 +174,13 @@ def _export_stem(profile: ProfileResult) -> str:
     return f"{profile.service}-{profile.profile_type}-{profile.started_at:%Y%m%dT%H%M%SZ}-{str(profile.pk)[:8]}"
 
 
-def profile_flame_tree(*, profile: ProfileResult) -> tuple[dict, str]:
-    """(flame tree, unit) as processing stored it: bounded in nodes and in name lengths."""
+def profile_flame_tree(*, profile: ProfileResult) -> tuple[dict, str, dict[str, list[str]]]:
+    """(flame tree, unit, label values) as processing stored them: the tree bounded in nodes and
+    name lengths; every label key with its values, heaviest first ({} in files of older versions)."""
     stored = profile_read_artifact(profile=profile, kind="flame")
     try:
         doc = json.loads(gunzip_capped(stored, MAX_ARTIFACT_BYTES))
-        return doc["tree"], doc["unit"]
+        return doc["tree"], doc["unit"], doc.get("labels", {})
     except (InvalidProfile, ValueError, KeyError, TypeError):
         raise ProfileNotReady(f"the stored flame graph of profile {profile.pk} is unreadable") from None
 

@@ -326,7 +326,7 @@ def test_the_stored_flame_graph_is_bounded_in_nodes_and_name_lengths(tenant, age
         assert _upload(agent_client, run, gzip_json(raw)).status_code == 202
     run.refresh_from_db()
     assert run.status == Status.COMPLETED
-    tree, unit = selectors.profile_flame_tree(profile=run)
+    tree, unit, _ = selectors.profile_flame_tree(profile=run)
     assert unit == "nanoseconds"
     assert _count_nodes(tree) <= DEFAULT_MAX_NODES
     assert tree["value"] == sum(s["value"] for s in raw["samples"])  # what is folded still counts
