@@ -5,6 +5,7 @@ profile, history or configuration is a 404). Writes go through `services`.
 """
 
 import uuid
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -196,8 +197,10 @@ def profile_detail(request, pk):
         context["share_url"] = request.build_absolute_uri(
             reverse("flamegraph-shared", args=[flamegraph_token(profile.pk)])
         )
-        context["downloads"] = [
-            (fmt, reverse("profile-download", args=[profile.pk, fmt])) for fmt in selectors.EXPORT_FORMATS
+        label_params = "?" + urlencode({k: request.GET[k] for k in ("labels", "groupBy") if request.GET.get(k)})
+        context["downloads"] = [  # of what the page shows: the same labels= and groupBy=
+            (fmt, reverse("profile-download", args=[profile.pk, fmt]) + label_params.rstrip("?"))
+            for fmt in selectors.EXPORT_FORMATS
         ]
         query = label_query(request.GET)
         try:
@@ -221,8 +224,11 @@ def profile_download(request, pk, fmt):
     if fmt not in selectors.EXPORT_FORMATS:
         raise Http404("Unknown export format.")
     profile = get_profile_for_user(request.user, pk)
+    query = label_query(request.GET)
     try:
-        exported = selectors.profile_export(profile=profile, export_format=fmt)
+        exported = selectors.profile_export(
+            profile=profile, export_format=fmt, labels=query.labels, group_by=query.group_by
+        )
     except selectors.ProfileNotReady as exc:
         raise Http404(f"No data to export: {exc}.") from exc
     return HttpResponse(
@@ -535,8 +541,10 @@ def shared_flamegraph(request, token):
         "measure": MEASURES.get(profile.profile_type, profile.unit),
     }
     if profile.status == Status.COMPLETED:
+        query = label_query(request.GET)  # the API's flameGraphUrl of a labels= result carries it
         try:
-            context["graph"] = profile_flamegraph(profile)
+            context["graph"] = profile_labelled_view(profile, query).graph if query.active else profile_flamegraph(profile)
         except selectors.ProfileNotReady as exc:
             context["graph_error"] = str(exc)
+        context["label_filter"] = ",".join(f"{k}:{v}" for k, v in query.labels)
     return render(request, "profiles/flamegraph_shared.html", context)

@@ -90,3 +90,17 @@ def test_the_service_page_filters_and_groups_the_merged_range(member_client, ten
     grouped = member_client.get(reverse("service-page", args=["checkout"]), {**base, "groupBy": "route"}).content.decode()
     assert group_rows(grouped) == [("api/orders/", "50.0%"), ("api/items/", "30.0%"), ("", "20.0%")]
     assert graph_root(grouped) == 3 * 1000 * MS
+
+
+def test_the_shared_link_of_a_filtered_result_shows_the_filtered_flame_graph(client, api_client, profile):
+    url = api_client.get(f"/api/v1/observability/profiling/{profile.pk}", {"labels": "route:api/items/"}).json()["flameGraphUrl"]
+    html = client.get(url).content.decode()
+    assert graph_root(html) == 300 * MS
+    assert "Showing only samples with <code>route:api/items/</code>" in html
+
+
+def test_downloads_from_a_filtered_page_are_of_the_filtered_samples(member_client, profile):
+    html = detail(member_client, profile, labels="route:api/items/", groupBy="route")
+    link = re.search(r'href="([^"]*/download/folded[^"]*)"', html).group(1).replace("&amp;", "&")
+    folded = member_client.get(link).content.decode()
+    assert folded == "route=api/items/;main (/app/app.py:1);list_items (/app/app.py:10) 300000000\n"
