@@ -16,7 +16,12 @@ from ..analysis import top_functions
 from ..analysis.labels import apply_labels
 from ..models import SERVICE_VALIDATOR, ProfileResult, ProfileType
 from ..selectors import EXPORT_FORMATS
-from .serializers import LabelQueryFields, LabelsAppliedSerializer, TopFunctionSerializer, validated_range
+from .serializers import (
+    LabelQueryFields,
+    LabelsAppliedSerializer,
+    TopFunctionSerializer,
+    validated_range,
+)
 from .views import ExportNegotiation
 
 

@@ -12,7 +12,13 @@ from urllib.parse import urlencode
 from profiling_agent.profile_format import LABEL_ROUTE, LABEL_TASK
 
 from ..analysis.flamegraph import flame_tree
-from ..analysis.labels import InvalidLabelQuery, Labels, apply_labels, parse_group_by, parse_label_filter
+from ..analysis.labels import (
+    InvalidLabelQuery,
+    Labels,
+    apply_labels,
+    parse_group_by,
+    parse_label_filter,
+)
 from ..analysis.model import Profile
 from ..analysis.summary import top_functions
 from .flamegraph import FlameGraph, render_flamegraph

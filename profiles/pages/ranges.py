@@ -21,7 +21,7 @@ from ..models import SERVICE_VALIDATOR, ProfileRollup, ProfileType, Status
 from . import charts
 from .access import get_tenant_for_user, profiles_for_user, tenants_for_user
 from .data import MAX_NODES, _cached
-from .flamegraph import FlameGraph, render_flamegraph
+from .flamegraph import render_flamegraph
 from .formatting import MEASURES, NORMALIZED_LABELS, format_value, is_per_second
 from .labels import LabelQuery, label_query, picker_context
 

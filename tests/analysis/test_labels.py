@@ -2,7 +2,11 @@
 and filter/group answer per endpoint."""
 
 import pytest
-from profiling_agent.profile_format import LABEL_OVERFLOW_VALUE, MAX_LABEL_KEYS, MAX_LABEL_VALUES_PER_KEY
+from profiling_agent.profile_format import (
+    LABEL_OVERFLOW_VALUE,
+    MAX_LABEL_KEYS,
+    MAX_LABEL_VALUES_PER_KEY,
+)
 
 from profiles.analysis import InvalidProfile, Profile, top_functions
 from profiles.analysis.labels import (
