@@ -223,3 +223,17 @@ def test_a_merged_range_exports_grouped_by_label(api_client, tenant):
     assert {p["name"]: p["endValue"] for p in doc["profiles"]} == {
         "task=(none)": 3 * 950 * MS, "task=shop.tasks.send_mail": 3 * 50 * MS,
     }
+
+
+@pytest.mark.django_db
+def test_a_filter_that_matches_nothing_is_an_empty_answer_not_an_error(api_client, tenant, profile):
+    other = completed_profile(tenant.tenant, labelled_profile(rows(orders_ms=1000)))
+    result = api_client.get(f"{BASE}/{profile.pk}", {"labels": "route:nowhere/"})
+    assert result.status_code == 200
+    assert (result.json()["topFunctions"], result.json()["totalValue"]) == ([], 0)
+    compare = api_client.get(f"{BASE}/compare", {
+        "baseProfileId": profile.pk, "comparisonProfileId": other.pk, "labels": "route:nowhere/",
+    })
+    assert compare.status_code == 200, compare.content[:300]
+    body = compare.json()
+    assert (body["regressions"], body["improvements"], body["labels"]["filter"]) == ([], [], {"route": "nowhere/"})
