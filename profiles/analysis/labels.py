@@ -16,9 +16,8 @@ from profiling_agent.profile_format import LABEL_THREAD, MAX_LABEL_CHARS, MAX_LA
 from .model import Labels, Profile, Sample
 from .summary import percent
 
-#: What `groupBy` reports for samples that do not carry the key.
-UNLABELLED = None
-_KEY = re.compile(r"[^\s:,]+")
+# A key as a query can name it: ':' and ',' are the syntax, outer spaces are trimmed.
+_KEY = re.compile(r"[^:,]*[^\s:,]")
 
 
 class InvalidLabelQuery(ValueError):

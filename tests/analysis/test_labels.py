@@ -179,3 +179,8 @@ def test_an_upload_with_thousands_of_labelled_samples_loads():
     profile = load_upload(gzip_json(labelled_profile(rows)), 50 * 1024 * 1024)
     assert len(profile.samples) == 3 * MAX_OTHER_OBJECTS
     assert {row["value"] for row in group_profile(profile, "route")} == {f"r{i}" for i in range(100)}
+
+
+def test_a_key_may_hold_inner_spaces():
+    assert parse_label_filter(" customer id : acme ") == (("customer id", "acme"),)
+    assert parse_group_by(" customer id ") == "customer id"
