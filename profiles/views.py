@@ -5,6 +5,7 @@ profile, history or configuration is a 404). Writes go through `services`.
 """
 
 import uuid
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -31,6 +32,8 @@ from .pages.access import (
 )
 from .pages.data import (
     profile_flamegraph,
+    profile_flamegraph_and_labels,
+    profile_labelled_view,
     profiles_comparison,
 )
 from .pages.formatting import (
@@ -42,6 +45,7 @@ from .pages.formatting import (
     number,
 )
 from .pages.forms import ProfileFilterForm, StartProfileForm
+from .pages.labels import label_query, picker_context
 from .signing import flamegraph_token, profile_id_from_token
 
 PAGE_SIZE = 25
@@ -156,9 +160,11 @@ def _summary(profile: ProfileResult) -> list[tuple[str, str]]:
     return rows
 
 
-def _top_functions(profile: ProfileResult, sort: str) -> list[dict]:
+def _top_functions(profile: ProfileResult, sort: str, rows: list[dict] | None = None) -> list[dict]:
+    """The stored top functions, or `rows` (those of a label filter), sorted and formatted."""
     key = "total" if sort == "total" else "self"
-    rows = sorted(profile.top_functions, key=lambda row: (-row[key], -row["self" if key == "total" else "total"]))
+    rows = profile.top_functions if rows is None else rows
+    rows = sorted(rows, key=lambda row: (-row[key], -row["self" if key == "total" else "total"]))
     return [
         {
             **row,
@@ -191,11 +197,21 @@ def profile_detail(request, pk):
         context["share_url"] = request.build_absolute_uri(
             reverse("flamegraph-shared", args=[flamegraph_token(profile.pk)])
         )
-        context["downloads"] = [
-            (fmt, reverse("profile-download", args=[profile.pk, fmt])) for fmt in selectors.EXPORT_FORMATS
+        label_params = "?" + urlencode({k: request.GET[k] for k in ("labels", "groupBy") if request.GET.get(k)})
+        context["downloads"] = [  # of what the page shows: the same labels= and groupBy=
+            (fmt, reverse("profile-download", args=[profile.pk, fmt]) + label_params.rstrip("?"))
+            for fmt in selectors.EXPORT_FORMATS
         ]
+        query = label_query(request.GET)
         try:
-            context["graph"] = profile_flamegraph(profile)
+            context["graph"], values = profile_flamegraph_and_labels(profile)
+            groups, overflow = None, 0
+            if query.active:  # the stored graph and functions are of all samples: cut them
+                view = profile_labelled_view(profile, query)
+                context["graph"], groups, overflow = view.graph, view.block["groups"], view.block["overflow"]
+                context["functions"] = _top_functions(profile, sort, view.functions)
+            context["labels"] = picker_context(request.GET, query, values=values, groups=groups,
+                                               unit=profile.unit, overflow=overflow)
         except selectors.ProfileNotReady as exc:
             context["graph_error"] = str(exc)
     return render(request, "profiles/detail.html", context)
@@ -208,8 +224,11 @@ def profile_download(request, pk, fmt):
     if fmt not in selectors.EXPORT_FORMATS:
         raise Http404("Unknown export format.")
     profile = get_profile_for_user(request.user, pk)
+    query = label_query(request.GET)
     try:
-        exported = selectors.profile_export(profile=profile, export_format=fmt)
+        exported = selectors.profile_export(
+            profile=profile, export_format=fmt, labels=query.labels, group_by=query.group_by
+        )
     except selectors.ProfileNotReady as exc:
         raise Http404(f"No data to export: {exc}.") from exc
     return HttpResponse(
@@ -522,8 +541,10 @@ def shared_flamegraph(request, token):
         "measure": MEASURES.get(profile.profile_type, profile.unit),
     }
     if profile.status == Status.COMPLETED:
+        query = label_query(request.GET)  # the API's flameGraphUrl of a labels= result carries it
         try:
-            context["graph"] = profile_flamegraph(profile)
+            context["graph"] = profile_labelled_view(profile, query).graph if query.active else profile_flamegraph(profile)
         except selectors.ProfileNotReady as exc:
             context["graph_error"] = str(exc)
+        context["label_filter"] = ",".join(f"{k}:{v}" for k, v in query.labels)
     return render(request, "profiles/flamegraph_shared.html", context)

@@ -15,6 +15,7 @@ from profiling_agent.collectors._pprof import fields as wire_fields
 from profiling_agent.collectors._pprof import ints as wire_ints
 from profiling_agent.collectors._pprof import signed as wire_signed
 
+from .labels import sample_label
 from .model import FrameKey, Profile, gunzip_capped
 
 # --- pprof ----------------------------------------------------------------------------------
@@ -109,7 +110,8 @@ def to_pprof(profile: Profile) -> bytes:
     """The profile as a gzip-compressed pprof `Profile` message (readable by `go tool pprof`).
 
     One Function and one Location per distinct (function, file, line); sample locations are
-    leaf first as pprof expects; every sample carries a "thread" label. Values are rounded to
+    leaf first as pprof expects; every sample carries a "thread" label and its own labels as
+    string labels. Values are rounded to
     integers (pprof values are int64). Notes and the engine go into comments.
     """
     strings = _Strings()
@@ -126,10 +128,11 @@ def to_pprof(profile: Profile) -> bytes:
         _packed_field(
             msg, 2, (round(sample.count if src == "count" else sample.value) for *_, src in types)
         )
-        label = bytearray()
-        _uint_field(label, 1, thread_key)
-        _uint_field(label, 2, strings(sample.thread))
-        _bytes_field(msg, 3, label)
+        for key, value in ((thread_key, sample.thread), *sample.labels):
+            label = bytearray()
+            _uint_field(label, 1, key if key is thread_key else strings(key))
+            _uint_field(label, 2, strings(value))
+            _bytes_field(msg, 3, label)
         _bytes_field(out, 2, msg)
 
     mapping = bytearray()
@@ -319,10 +322,12 @@ SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 SPEEDSCOPE_UNITS = {"nanoseconds": "nanoseconds", "bytes": "bytes", "count": "none"}
 
 
-def to_speedscope(profile: Profile) -> dict[str, Any]:
-    """A speedscope file: shared frames and one "sampled" profile per thread.
+def to_speedscope(profile: Profile, group_by: str | None = None) -> dict[str, Any]:
+    """A speedscope file: shared frames and one "sampled" profile per thread, or with
+    `group_by` per value of that label key (named "key=value"; "key=(none)" for samples
+    without it).
 
-    Stacks are frame indices root first; weights are sample values. Threads are ordered by
+    Stacks are frame indices root first; weights are sample values. Profiles are ordered by
     total weight, heaviest first (the one speedscope opens). A profile without samples
     still yields one (empty) profile so the file loads.
     """
@@ -336,24 +341,28 @@ def to_speedscope(profile: Profile) -> dict[str, Any]:
             frame["line"] = line
         frames.append(frame)
 
-    by_thread: dict[str, tuple[list[list[int]], list[float]]] = {}
+    by_group: dict[str, tuple[list[list[int]], list[float]]] = {}
     for sample in profile.samples:
-        stacks, weights = by_thread.setdefault(sample.thread, ([], []))
+        if group_by is None:
+            name = sample.thread
+        else:
+            name = f"{group_by}={sample_label(sample, group_by) or '(none)'}"
+        stacks, weights = by_group.setdefault(name, ([], []))
         stacks.append([frame_ids[i] for i in sample.stack])
         weights.append(sample.value)
     unit = SPEEDSCOPE_UNITS[profile.unit]
     profiles = [
         {
             "type": "sampled",
-            "name": thread,
+            "name": name,
             "unit": unit,
             "startValue": 0,
             "endValue": sum(weights),
             "samples": stacks,
             "weights": weights,
         }
-        for thread, (stacks, weights) in sorted(
-            by_thread.items(), key=lambda item: (-sum(item[1][1]), item[0])
+        for name, (stacks, weights) in sorted(
+            by_group.items(), key=lambda item: (-sum(item[1][1]), item[0])
         )
     ]
     if not profiles:
@@ -384,12 +393,17 @@ def to_speedscope(profile: Profile) -> dict[str, Any]:
 def folded_frame_name(key: FrameKey) -> str:
     """`function (file:line)`; ';' and newlines would break the format, so they are replaced."""
     function, file, line = key
-    text = f"{function} ({file}:{line})"
+    return _folded_safe(f"{function} ({file}:{line})")
+
+
+def _folded_safe(text: str) -> str:
     return text.replace(";", ",").replace("\n", " ").replace("\r", " ")
 
 
-def to_folded(profile: Profile) -> str:
-    """Folded stacks (`root;...;leaf value` per line), threads merged, lines sorted.
+def to_folded(profile: Profile, group_by: str | None = None) -> str:
+    """Folded stacks (`root;...;leaf value` per line), threads merged, lines sorted; with
+    `group_by`, each stack starts with a frame "key=value" of that label key (samples without
+    it have none), so a flame graph of the file splits by the key's values first.
 
     Values are rounded to integers, as flamegraph.pl and most readers expect; stacks whose
     value rounds to 0 are left out.
@@ -398,7 +412,11 @@ def to_folded(profile: Profile) -> str:
     names = [folded_frame_name(key) for key in keys]
     totals: dict[str, float] = {}
     for sample in profile.samples:  # keyed by text: equal frames may have several indices
-        text = ";".join([names[frame_ids[i]] for i in sample.stack])
+        parts = [names[frame_ids[i]] for i in sample.stack]
+        value = sample_label(sample, group_by) if group_by else None
+        if value is not None:
+            parts.insert(0, _folded_safe(f"{group_by}={value}"))
+        text = ";".join(parts)
         totals[text] = totals.get(text, 0) + sample.value
     lines = [f"{text} {round(value)}" for text, value in totals.items() if round(value)]
     lines.sort()

@@ -1,6 +1,6 @@
 """Merging profiles: many windows (or rollups of windows) into one profile.
 
-A merge is exact: every (call path, thread) of the result carries the sum of the values and
+A merge is exact: every (call path, thread, labels) of the result carries the sum of the values and
 counts of the same path in the parts, so totals, top functions and flame graphs of a merge
 equal those of the windows added up by hand. Only profiles of one type, unit and engine merge:
 values of different engines do not measure the same thing (py-spy's wall-weighted samples and
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .model import Frame, FrameKey, InvalidProfile, Profile, Sample
+from .model import Frame, FrameKey, InvalidProfile, Labels, Profile, Sample
 
 
 class MixedProfiles(ValueError):
@@ -36,12 +36,13 @@ def merge_documents(documents: Iterable[Mapping[str, Any]]) -> Profile:
     """
     frame_index: dict[FrameKey, int] = {}
     frames: list[Frame] = []
-    merged: dict[tuple[tuple[int, ...], str], list] = {}
+    merged: dict[tuple[tuple[int, ...], str, Labels], list] = {}
+    label_sets: dict[Labels, Labels] = {}  # one tuple per distinct label set
     notes: dict[str, None] = {}
     kinds: set[tuple[str, str]] = set()
     engines: set[str] = set()
     duration = 0.0
-    sample_count = sample_rate = parts = 0
+    sample_count = sample_rate = parts = labels_overflow = 0
     started_at = float("inf")
     for doc in documents:
         try:
@@ -62,7 +63,11 @@ def merge_documents(documents: Iterable[Mapping[str, Any]]) -> Profile:
                 local.append(index)
             lookup = local.__getitem__
             for sample in doc["samples"]:
-                key = (tuple(map(lookup, sample["stack"])), sample["thread"])
+                labels = sample.get("labels")
+                if labels:
+                    labels = tuple(sorted(labels.items()))
+                    labels = label_sets.setdefault(labels, labels)
+                key = (tuple(map(lookup, sample["stack"])), sample["thread"], labels or ())
                 entry = merged.get(key)
                 if entry is None:
                     merged[key] = [sample["value"], sample["count"]]
@@ -71,10 +76,11 @@ def merge_documents(documents: Iterable[Mapping[str, Any]]) -> Profile:
                     entry[1] += sample["count"]
             duration += doc["durationSeconds"]
             sample_count += doc["sampleCount"]
+            labels_overflow += doc.get("labelsOverflow", 0)
             sample_rate = max(sample_rate, doc["sampleRate"])
             started_at = min(started_at, doc.get("startedAt", 0.0))
             notes.update(dict.fromkeys(doc.get("notes", ())))
-        except (KeyError, TypeError, IndexError) as exc:
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise InvalidProfile(f"not a stored pyprof-raw/1 profile ({type(exc).__name__}: {exc})") from None
         parts += 1
     if not parts:
@@ -88,7 +94,8 @@ def merge_documents(documents: Iterable[Mapping[str, Any]]) -> Profile:
         sample_rate=sample_rate,
         sample_count=sample_count,
         frames=tuple(frames),
-        samples=tuple(Sample(stack, v, c, thread) for (stack, thread), (v, c) in merged.items()),
+        samples=tuple(Sample(stack, v, c, thread, labels) for (stack, thread, labels), (v, c) in merged.items()),
         notes=tuple(notes),
         started_at=started_at,
+        labels_overflow=labels_overflow,
     )

@@ -19,9 +19,14 @@ from typing import Any, TypeVar
 from profiling_agent.profile_format import (  # noqa: F401 - re-exported
     ENGINES,
     FORMAT,
+    LABEL_OVERFLOW_VALUE,
+    LABEL_THREAD,
     MAX_FRAMES,
     MAX_INT32,
     MAX_INT64,
+    MAX_LABEL_CHARS,
+    MAX_LABEL_KEYS,
+    MAX_LABEL_VALUES_PER_KEY,
     MAX_OVERHEAD_PERCENT,
     MAX_SAMPLES,
     MAX_STACK_DEPTH,
@@ -32,6 +37,8 @@ from profiling_agent.profile_format import (  # noqa: F401 - re-exported
 )
 
 FrameKey = tuple[str, str, int]
+#: A sample's labels as (key, value) pairs sorted by key: hashable, so samples merge by them.
+Labels = tuple[tuple[str, str], ...]
 _N = TypeVar("_N", int, float)
 
 
@@ -58,11 +65,12 @@ class Sample:
     value: int | float
     count: int
     thread: str
+    labels: Labels = ()
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A validated profile. Samples have unique (stack, thread) pairs after `from_raw`."""
+    """A validated profile. Samples are unique by (stack, thread, labels) after `from_raw`."""
 
     profile_type: str
     unit: str
@@ -77,6 +85,7 @@ class Profile:
     # Not in the analysis contract's field list, but part of the raw format: kept for round trips.
     instance: Mapping[str, Any] | None = field(default=None, compare=False)
     overhead_percent: float | None = None  # the agent's CPU over the process's, when measured
+    labels_overflow: int = 0  # samples whose label value the agent replaced by LABEL_OVERFLOW_VALUE
 
     def __post_init__(self) -> None:
         # Accept lists from callers building profiles by hand; store immutable tuples.
@@ -106,8 +115,8 @@ class Profile:
         """Validate a decoded pyprof-raw/1 document and build a Profile.
 
         Unknown keys are ignored (forward compatibility); everything the contract names is
-        checked for type, range and the server's limits. Duplicate (stack, thread) samples
-        are merged by summing value and count.
+        checked for type, range and the server's limits. Duplicate (stack, thread, labels)
+        samples are merged by summing value and count.
         """
         return _parse_raw(raw)
 
@@ -125,12 +134,11 @@ class Profile:
             "frames": [
                 {"function": f.function, "file": f.file, "line": f.line} for f in self.frames
             ],
-            "samples": [
-                {"stack": list(s.stack), "value": s.value, "count": s.count, "thread": s.thread}
-                for s in self.samples
-            ],
+            "samples": [sample_to_raw(s) for s in self.samples],
             "notes": list(self.notes),
         }
+        if self.labels_overflow:
+            raw["labelsOverflow"] = self.labels_overflow
         if self.instance is not None:
             raw["instance"] = dict(self.instance)
         if self.overhead_percent is not None:
@@ -138,10 +146,18 @@ class Profile:
         return raw
 
 
+def sample_to_raw(sample: Sample) -> dict[str, Any]:
+    raw = {"stack": list(sample.stack), "value": sample.value, "count": sample.count, "thread": sample.thread}
+    if sample.labels:
+        raw["labels"] = dict(sample.labels)
+    return raw
+
+
 #: Every JSON value but the first of its container follows a comma, so counting commas while
 #: inflating bounds the number of values a document can make json.loads build. A valid upload
-#: has at most this many: its stack entries, 4 per sample, 3 per frame, and some slack.
-MAX_JSON_VALUES = MAX_STACK_ENTRIES + 4 * MAX_SAMPLES + 3 * MAX_FRAMES + 100_000
+#: has at most this many: its stack entries, 4 per sample and one per label, 3 per frame, and
+#: some slack.
+MAX_JSON_VALUES = MAX_STACK_ENTRIES + (4 + MAX_LABEL_KEYS) * MAX_SAMPLES + 3 * MAX_FRAMES + 100_000
 #: Objects that are neither frames nor samples (the document, its instance): a few in practice.
 MAX_OTHER_OBJECTS = 1_000
 MAX_NOTES = 100
@@ -227,6 +243,8 @@ class _UploadCounter:
             if set(map(type, stack)) <= {int}:
                 # One int object per distinct index instead of one per entry.
                 obj["stack"] = tuple(map(self.ints.setdefault, stack, stack))
+            if type(obj.get("labels")) is dict:
+                self.others -= 1  # its labels object, read just before it, belongs to a sample
         elif "function" in obj:
             self.frames += 1
             if self.frames > MAX_FRAMES:
@@ -385,8 +403,41 @@ def _check_stack(stack: Any, where: str, frame_count: int) -> tuple[int, ...]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _parse_labels(raw: Any, where: str, values_by_key: dict[str, set[str]], seen: dict[Labels, Labels]) -> Labels:
+    """A sample's labels as sorted pairs, within the caps the agent enforces (profile_format)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise InvalidProfile(f"{where}.labels: expected an object of strings, got {_type_name(raw)}")
+    if len(raw) > MAX_LABEL_KEYS:
+        raise InvalidProfile(f"{where}.labels: {len(raw)} keys, the limit is {MAX_LABEL_KEYS}")
+    for key, value in raw.items():
+        if not key or len(key) > MAX_LABEL_CHARS:
+            raise InvalidProfile(f"{where}.labels: a key must have 1 to {MAX_LABEL_CHARS} characters, got {len(key)}")
+        _clean_text(key, f"{where}.labels key {key[:40]!r}")
+        if key == LABEL_THREAD:
+            raise InvalidProfile(f"{where}.labels: {LABEL_THREAD!r} is the sample's thread field, not a label to set")
+        if not isinstance(value, str):
+            raise InvalidProfile(f"{where}.labels.{key}: expected a string, got {_type_name(value)}")
+        if len(value) > MAX_LABEL_CHARS:
+            raise InvalidProfile(f"{where}.labels.{key}: {len(value)} characters, the limit is {MAX_LABEL_CHARS}")
+        _clean_text(value, f"{where}.labels.{key}")
+        values = values_by_key.setdefault(key, set())
+        if value not in values and value != LABEL_OVERFLOW_VALUE:
+            if len(values) >= MAX_LABEL_VALUES_PER_KEY:
+                raise InvalidProfile(
+                    f"{where}.labels.{key}: more than {MAX_LABEL_VALUES_PER_KEY} distinct values of {key!r}; "
+                    f"the agent replaces values past that cap by {LABEL_OVERFLOW_VALUE!r}"
+                )
+            values.add(value)
+    labels = tuple(sorted(raw.items()))
+    return seen.setdefault(labels, labels)  # one tuple per distinct label set
+
+
 def _parse_samples(raw_samples: list[Any], frame_count: int) -> list[Sample]:
-    merged: dict[tuple[tuple[int, ...], str], list[Any]] = {}
+    merged: dict[tuple[tuple[int, ...], str, Labels], list[Any]] = {}
+    values_by_key: dict[str, set[str]] = {}
+    seen_labels: dict[Labels, Labels] = {}
     for i, item in enumerate(raw_samples):
         where = f"samples[{i}]"
         if not isinstance(item, dict):
@@ -395,7 +446,8 @@ def _parse_samples(raw_samples: list[Any], frame_count: int) -> list[Sample]:
         value = _non_negative_number(item, "value", where + ".")
         count = _non_negative_int(item, "count", where + ".")
         thread = _string(item, "thread", where + ".")
-        key = (stack, thread)
+        labels = _parse_labels(item.get("labels"), where, values_by_key, seen_labels)
+        key = (stack, thread, labels)
         entry = merged.get(key)
         if entry is None:
             merged[key] = [value, count]
@@ -405,7 +457,7 @@ def _parse_samples(raw_samples: list[Any], frame_count: int) -> list[Sample]:
     total = sum(value for value, _ in merged.values())
     if total > MAX_INT64:
         raise InvalidProfile(f"samples: the values sum to {total}, over the limit of {MAX_INT64}")
-    return [Sample(stack, v, c, thread) for (stack, thread), (v, c) in merged.items()]
+    return [Sample(stack, v, c, thread, labels) for (stack, thread, labels), (v, c) in merged.items()]
 
 
 def _check_instance(instance: dict[str, Any]) -> None:
@@ -473,6 +525,10 @@ def _parse_raw(raw: Any) -> Profile:
         raise InvalidProfile(f"overheadPercent: expected a number from 0 to "
                              f"{MAX_OVERHEAD_PERCENT}, got {overhead!r}"[:300])
 
+    labels_overflow = raw.get("labelsOverflow", 0)
+    if not _is_int(labels_overflow) or not 0 <= labels_overflow <= MAX_INT64:
+        raise InvalidProfile(f"labelsOverflow: expected a count of samples (an integer >= 0), got {labels_overflow!r}"[:300])
+
     instance = raw.get("instance")
     if instance is not None:
         if not isinstance(instance, dict):
@@ -492,4 +548,5 @@ def _parse_raw(raw: Any) -> Profile:
         started_at=float(started_at),
         instance=instance,
         overhead_percent=None if overhead is None else float(overhead),
+        labels_overflow=labels_overflow,
     )

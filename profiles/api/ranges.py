@@ -13,9 +13,15 @@ from tenants.api import TenantScopedAPIView
 
 from .. import selectors
 from ..analysis import top_functions
+from ..analysis.labels import apply_labels
 from ..models import SERVICE_VALIDATOR, ProfileResult, ProfileType
 from ..selectors import EXPORT_FORMATS
-from .serializers import TopFunctionSerializer, validated_range
+from .serializers import (
+    LabelQueryFields,
+    LabelsAppliedSerializer,
+    TopFunctionSerializer,
+    validated_range,
+)
 from .views import ExportNegotiation
 
 
@@ -29,7 +35,7 @@ class RangeConflict(exceptions.APIException):
     default_code = "conflict"
 
 
-class MergeQuerySerializer(serializers.Serializer):
+class MergeQuerySerializer(LabelQueryFields):
     service = serializers.CharField(max_length=128, validators=[SERVICE_VALIDATOR])
     profileType = serializers.ChoiceField(choices=ProfileType.choices)
     engine = serializers.CharField(max_length=32, required=False, default="", help_text="needed when the range holds several engines")
@@ -46,6 +52,7 @@ class MergeQuerySerializer(serializers.Serializer):
         return fields
 
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         attrs["from"], attrs["to"] = validated_range(attrs, "from", "to")
         return attrs
 
@@ -71,6 +78,9 @@ class MergedRangeSerializer(serializers.Serializer):
     topFunctions = TopFunctionSerializer(many=True)
     flameGraphUrl = serializers.CharField(allow_null=True, help_text="the service page on this range (login required)")
     sources = RangeSourcesSerializer()
+    labels = LabelsAppliedSerializer(
+        allow_null=True, help_text="with labels= or groupBy=: what was applied (the figures above are of the matching samples)"
+    )
 
     def get_fields(self):
         fields = super().get_fields()
@@ -91,7 +101,7 @@ class MergeView(TenantScopedAPIView):
     """GET /merge?service=&profileType=&from=&to=: the range's profiles merged into one.
 
     A window cut by either end of the range is included whole; a range of several engines is
-    refused (400) until `engine=` picks one.
+    refused (400) until `engine=` picks one. `labels=` and `groupBy=` filter and split the merge.
     """
 
     queryset = ProfileResult.objects.all()
@@ -123,9 +133,11 @@ class MergeView(TenantScopedAPIView):
             raise MixedEnginesError(str(exc)) from None
         except (selectors.RangeNotRolledUp, selectors.ProfileNotReady) as exc:
             raise RangeConflict(str(exc)) from None
+        profile, labels = merged.profile, None
+        if profile is not None and (params["labelFilter"] or params["groupBy"]):
+            profile, labels = apply_labels(profile, labels=params["labelFilter"], group_by=params["groupBy"])
         if params.get("format"):
-            return self._export(merged, params)
-        profile = merged.profile
+            return self._export(profile, params)
         return Response(MergedRangeSerializer({
             "service": params["service"],
             "profileType": params["profileType"],
@@ -143,13 +155,16 @@ class MergeView(TenantScopedAPIView):
                 request, service=params["service"], profile_type=params["profileType"], start=start, end=end
             ) if profile else None,
             "sources": {"rollups": len(plan.rollups), "windows": len(plan.windows), "bytesRead": plan.bytes_to_read},
+            "labels": labels,
         }).data)
 
-    def _export(self, merged, params):
-        if merged.profile is None:
+    def _export(self, profile, params):
+        if profile is None:
             raise exceptions.NotFound("The range holds no completed profile to export.")
         stem = f"{params['service']}-{params['profileType']}-{params['from']:%Y%m%dT%H%M%SZ}-{params['to']:%Y%m%dT%H%M%SZ}"
-        exported = selectors.export_analysis(merged.profile, export_format=params["format"], stem=stem)
+        exported = selectors.export_analysis(
+            profile, export_format=params["format"], stem=stem, group_by=params["groupBy"]
+        )
         response = HttpResponse(exported.content, content_type=exported.content_type)
         response["Content-Disposition"] = f'attachment; filename="{exported.filename}"'
         response["Content-Length"] = str(len(exported.content))

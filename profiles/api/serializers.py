@@ -5,6 +5,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ..analysis.labels import InvalidLabelQuery, parse_group_by, parse_label_filter
 from ..models import ENGINES_BY_TYPE, SERVICE_VALIDATOR, ProfileResult, ProfileType, Status
 from ..selectors import EXPORT_FORMATS, continuous_next_run_at, function_point
 from ..services.runs import heavy_engine_problem
@@ -33,6 +34,74 @@ class ProfileRequestSerializer(serializers.Serializer):
         if problem:
             raise serializers.ValidationError({"durationSeconds": problem})
         return attrs
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+class LabelQueryFields(serializers.Serializer):
+    """`labels=key:value,...` and `groupBy=key`, shared by results, merges, compares and exports.
+
+    validated_data holds "labelFilter" (sorted pairs) and "groupBy" (a key or None).
+    """
+
+    labels = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000,
+        help_text="only samples carrying every key:value pair, e.g. route:api/items/,task:send_mail "
+        "(the key thread matches the sample's thread)",
+    )
+    groupBy = serializers.CharField(
+        required=False, allow_blank=True, max_length=200,
+        help_text="a label key, e.g. route: adds the share of each of its values",
+    )
+
+    def validate_labels(self, value):
+        try:
+            return parse_label_filter(value)
+        except InvalidLabelQuery as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_groupBy(self, value):
+        try:
+            return parse_group_by(value)
+        except InvalidLabelQuery as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        attrs["labelFilter"] = attrs.pop("labels", ())
+        attrs["groupBy"] = attrs.get("groupBy")
+        return attrs
+
+
+class LabelGroupSerializer(serializers.Serializer):
+    value = serializers.CharField(allow_null=True, help_text="the label's value; null: samples without the key")
+    total = serializers.FloatField(help_text="in the profile's unit")
+    percent = serializers.FloatField(help_text="share of the (filtered) profile total, 0..100")
+    sampleCount = serializers.IntegerField()
+
+
+class LabelsAppliedSerializer(serializers.Serializer):
+    filter = serializers.DictField(child=serializers.CharField(), help_text="the labels= pairs applied")
+    groupBy = serializers.CharField(allow_null=True)
+    groups = LabelGroupSerializer(many=True, allow_null=True, help_text="with groupBy: its values, heaviest first")
+    overflow = serializers.IntegerField(
+        help_text="samples whose value the agent replaced by \"(other)\" (too many values of a key)"
+    )
+
+
+class CompareLabelsAppliedSerializer(serializers.Serializer):
+    filter = serializers.DictField(child=serializers.CharField())
+    groupBy = serializers.CharField(allow_null=True)
+    baseGroups = LabelGroupSerializer(many=True, allow_null=True)
+    comparisonGroups = LabelGroupSerializer(many=True, allow_null=True)
+    overflow = serializers.IntegerField()
+
+
+class ResultQuerySerializer(LabelQueryFields):
+    """Query of GET /{profileId}: with labels or groupBy, the result is computed from the samples."""
+
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=50, help_text="with labels: top functions")
 
 
 class TopFunctionSerializer(serializers.Serializer):
@@ -68,6 +137,10 @@ class ProfileResultSerializer(ProfileSummaryFields):
     flameGraphUrl = serializers.SerializerMethodField()
     sizeBytes = serializers.IntegerField(source="size_bytes")
     overheadPercent = serializers.FloatField(source="overhead_percent", allow_null=True)
+    labels = serializers.SerializerMethodField(
+        help_text="with labels= or groupBy=: the filter and grouping applied (topFunctions, sampleCount "
+        "and totalValue are then of the matching samples); otherwise null"
+    )
 
     class Meta:
         model = ProfileResult
@@ -75,9 +148,13 @@ class ProfileResultSerializer(ProfileSummaryFields):
             "id", "service", "profileType", "status", "startedAt", "completedAt", "durationSeconds",
             "durationSecondsPrecise", "sampleCount", "topFunctions", "flameGraphUrl",
             "sampleRate", "unit", "totalValue", "engine", "phase", "progress", "error", "continuous",
-            "instance", "notes", "sizeBytes", "overheadPercent",
+            "instance", "notes", "sizeBytes", "overheadPercent", "labels",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(LabelsAppliedSerializer(allow_null=True))
+    def get_labels(self, obj):
+        return None  # ProfileDetailView fills it in when asked to filter or group
 
     def get_flameGraphUrl(self, obj) -> str | None:
         if obj.status != Status.COMPLETED:
@@ -272,7 +349,7 @@ def validated_range(attrs: dict, start_key: str, end_key: str) -> tuple:
 RANGE_COMPARE_FIELDS = ("service", "profileType", "baseFrom", "baseTo", "comparisonFrom", "comparisonTo")
 
 
-class CompareQuerySerializer(serializers.Serializer):
+class CompareQuerySerializer(LabelQueryFields):
     """Two profile ids, or two time ranges of one service and type (each merged, see /merge)."""
 
     baseProfileId = serializers.UUIDField(required=False)
@@ -306,6 +383,7 @@ class CompareQuerySerializer(serializers.Serializer):
 
 
     def validate(self, attrs):
+        attrs = super().validate(attrs)
         if "baseProfileId" in attrs or "comparisonProfileId" in attrs:
             missing = [k for k in ("baseProfileId", "comparisonProfileId") if k not in attrs]
         else:
@@ -396,12 +474,13 @@ class ProfileComparisonSerializer(serializers.Serializer):
     mismatch = serializers.CharField(
         allow_null=True, help_text="why the profiles differ beyond code (services, engines), when allowMismatch let it pass"
     )
+    labels = CompareLabelsAppliedSerializer(allow_null=True, help_text="with labels= or groupBy=: what was applied")
 
 
 # --- export -----------------------------------------------------------------------------------
 
 
-class ExportQuerySerializer(serializers.Serializer):
+class ExportQuerySerializer(LabelQueryFields):
     format = serializers.ChoiceField(
         choices=EXPORT_FORMATS,
         help_text="pprof: gzip'd protobuf (go tool pprof); speedscope: JSON; folded: text stacks",

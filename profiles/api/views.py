@@ -1,5 +1,6 @@
 """REST API of the seed: validate, call a service or selector, serialize. Tenant scoping is in the base."""
 
+from urllib.parse import urlencode
 
 from django.http import HttpResponse
 from django.urls import reverse
@@ -14,6 +15,7 @@ from rest_framework.response import Response
 from tenants.api import TenantScopedAPIView
 
 from .. import selectors, services
+from ..analysis import top_functions
 from ..models import SERVICE_VALIDATOR, ContinuousProfile, ProfileResult
 from .serializers import (
     CompareQuerySerializer,
@@ -28,7 +30,9 @@ from .serializers import (
     ProfileRequestSerializer,
     ProfileResultSerializer,
     ProfileStartedSerializer,
+    ResultQuerySerializer,
     ServiceInventorySerializer,
+    TopFunctionSerializer,
 )
 
 # Every endpoint can answer these (bad token, wrong tenant or scope, bad input, not found).
@@ -88,9 +92,30 @@ class ProfileDetailView(TenantScopedAPIView):
     lookup_url_kwarg = "profile_id"
     not_found_detail = "profile not found"
 
-    @extend_schema(responses={200: ProfileResultSerializer, **AUTH_ERRORS, **NOT_FOUND})
+    @extend_schema(
+        parameters=[ResultQuerySerializer],
+        responses={200: ProfileResultSerializer, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT},
+    )
     def get(self, request, profile_id):
-        return Response(self.get_serializer(self.get_object()).data)
+        profile = self.get_object()
+        query = ResultQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        body = self.get_serializer(profile).data
+        if params["labelFilter"] or params["groupBy"]:
+            # The stored summary is of all samples: recompute it from the labelled ones.
+            try:
+                filtered, body["labels"] = selectors.profile_labelled(
+                    profile=profile, labels=params["labelFilter"], group_by=params["groupBy"]
+                )
+            except selectors.ProfileNotReady as exc:
+                raise Conflict(str(exc)) from None
+            body["topFunctions"] = TopFunctionSerializer(top_functions(filtered, limit=params["limit"]), many=True).data
+            body["sampleCount"] = filtered.sample_count
+            body["totalValue"] = round(filtered.total)
+            if body["flameGraphUrl"] and request.query_params.get("labels"):
+                body["flameGraphUrl"] += "?" + urlencode({"labels": request.query_params["labels"]})
+        return Response(body)
 
 
 class HistoryPagination(CursorPagination):
@@ -176,6 +201,8 @@ class ProfileCompareView(TenantScopedAPIView):
                 limit=params["limit"],
                 allow_mismatch=params["allowMismatch"],
                 include_noise=params["includeNoise"],
+                labels=params["labelFilter"],
+                group_by=params["groupBy"],
             )
         except selectors.ProfilesIncomparable as exc:
             raise Incomparable(str(exc)) from None
@@ -190,6 +217,7 @@ class ProfileCompareView(TenantScopedAPIView):
                 base=params["base"], comparison=params["comparison"], engine=params["engine"],
                 normalization=params.get("normalization"), noise_threshold_percent=params["noiseThresholdPercent"],
                 limit=params["limit"], include_noise=params["includeNoise"],
+                labels=params["labelFilter"], group_by=params["groupBy"],
             )
         except (selectors.ProfilesIncomparable, selectors.MixedEngines) as exc:
             raise Incomparable(str(exc)) from None
@@ -209,7 +237,11 @@ class ExportNegotiation(DefaultContentNegotiation):
 
 
 class ProfileExportView(TenantScopedAPIView):
-    """GET /{profileId}/export?format=pprof|speedscope|folded: the profile as a downloadable file."""
+    """GET /{profileId}/export?format=pprof|speedscope|folded: the profile as a downloadable file.
+
+    `labels=` keeps the matching samples; `groupBy=key` makes speedscope one profile per value
+    and gives folded stacks a "key=value" root frame; pprof always carries every label.
+    """
 
     queryset = ProfileResult.objects.all()
     lookup_url_kwarg = "profile_id"
@@ -237,7 +269,10 @@ class ProfileExportView(TenantScopedAPIView):
         query = ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         try:
-            exported = selectors.profile_export(profile=profile, export_format=query.validated_data["format"])
+            params = query.validated_data
+            exported = selectors.profile_export(
+                profile=profile, export_format=params["format"], labels=params["labelFilter"], group_by=params["groupBy"]
+            )
         except selectors.ProfileNotReady as exc:
             raise Conflict(str(exc)) from None
         response = HttpResponse(exported.content, content_type=exported.content_type)

@@ -12,6 +12,7 @@ from ..analysis.compare import differential_tree, normalization_scale
 from ..models import ProfileResult
 from ..selectors import profile_compare, profile_flame_tree, profile_load_analysis
 from .flamegraph import FlameGraph, render_flamegraph
+from .labels import LabelledView, LabelQuery, labelled_view
 
 # --- flame graphs, cached per process -------------------------------------------------------------
 
@@ -44,12 +45,26 @@ def _version(profile: ProfileResult) -> tuple:
 
 def profile_flamegraph(profile: ProfileResult) -> FlameGraph:
     """The profile's flame graph, from its stored tree (raises selectors.ProfileNotReady)."""
+    return profile_flamegraph_and_labels(profile)[0]
 
-    def build() -> FlameGraph:
-        tree, unit = profile_flame_tree(profile=profile)
-        return render_flamegraph(tree, unit=unit)
+
+def profile_flamegraph_and_labels(profile: ProfileResult) -> tuple[FlameGraph, dict[str, list[str]]]:
+    """(the flame graph, the label values) from what processing stored; no payload is parsed."""
+
+    def build() -> tuple[FlameGraph, dict[str, list[str]]]:
+        tree, unit, values = profile_flame_tree(profile=profile)
+        return render_flamegraph(tree, unit=unit), values
 
     return _cached(("flame", *_version(profile)), build)
+
+
+def profile_labelled_view(profile: ProfileResult, query: LabelQuery) -> LabelledView:
+    """The profile cut and split by `query` (parses the payload; raises selectors.ProfileNotReady)."""
+
+    def build() -> LabelledView:
+        return labelled_view(profile_load_analysis(profile=profile), query, max_nodes=MAX_NODES)
+
+    return _cached(("labelled", query.labels, query.group_by, *_version(profile)), build)
 
 
 @dataclass(frozen=True)

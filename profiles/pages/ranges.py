@@ -15,13 +15,15 @@ from django.views.decorators.http import require_GET
 from .. import selectors
 from ..analysis.compare import differential_tree, normalization_scale
 from ..analysis.flamegraph import flame_tree
+from ..analysis.labels import apply_labels, filter_profile, label_values
 from ..analysis.model import ENGINES
 from ..models import SERVICE_VALIDATOR, ProfileRollup, ProfileType, Status
 from . import charts
 from .access import get_tenant_for_user, profiles_for_user, tenants_for_user
 from .data import MAX_NODES, _cached
-from .flamegraph import FlameGraph, render_flamegraph
+from .flamegraph import render_flamegraph
 from .formatting import MEASURES, NORMALIZED_LABELS, format_value, is_per_second
+from .labels import LabelQuery, label_query, picker_context
 
 PRESETS = (
     ("15m", "15 min", timedelta(minutes=15)),
@@ -75,23 +77,27 @@ def _merged(plan: selectors.RangePlan):
     return _cached(("range", *_fingerprint(plan)), lambda: selectors.range_merge(plan=plan).profile)
 
 
-def _graph(plan: selectors.RangePlan, base_plan: selectors.RangePlan | None) -> FlameGraph | None:
-    """The merged flame graph, or the differential one against `base_plan`; None when empty."""
-    key = ("range-graph", _fingerprint(plan), _fingerprint(base_plan) if base_plan else None)
+def _graph(plan: selectors.RangePlan, base_plan: selectors.RangePlan | None, query: LabelQuery):
+    """(the merged flame graph, or the differential one against `base_plan`, of the samples
+    `query` keeps; the labels block; the merge's label values), graph None when empty."""
+    key = ("range-graph", _fingerprint(plan), _fingerprint(base_plan) if base_plan else None, query.labels, query.group_by)
 
-    def build() -> FlameGraph | None:
+    def build():
         merged = _merged(plan)
         if merged is None:
-            return None
+            return None, None, {}
+        values = label_values(merged)
+        picked, block = apply_labels(merged, labels=query.labels, group_by=query.group_by)
         if base_plan is None:
-            return render_flamegraph(flame_tree(merged, max_nodes=MAX_NODES), unit=merged.unit)
+            return render_flamegraph(flame_tree(picked, max_nodes=MAX_NODES), unit=merged.unit), block, values
         base = _merged(base_plan)
         if base is None:
-            return None
-        return render_flamegraph(
-            differential_tree(base, merged, max_nodes=MAX_NODES), unit=merged.unit,
+            return None, block, values
+        graph = render_flamegraph(
+            differential_tree(filter_profile(base, query.labels), picked, max_nodes=MAX_NODES), unit=merged.unit,
             per_second=normalization_scale(merged) is not None, differential=True,
         )
+        return graph, block, values
 
     return _cached(key, build)
 
@@ -191,7 +197,8 @@ def service_page(request, service):
                 tenant=tenant, service=service, profile_type=profile_type, start=base_range[0], end=base_range[1],
                 engine=engine,
             )
-        graph = _graph(plan, base_plan)
+        query = label_query(request.GET)
+        graph, block, values = _graph(plan, base_plan, query)
     except selectors.MixedEngines as exc:
         context["error"] = str(exc)
         context["engine_links"] = [(name, link(engine=name, **{"from": start.isoformat(), "to": end.isoformat()}))
@@ -203,6 +210,9 @@ def service_page(request, service):
             graph=graph, profile_count=plan.profile_count, coverage_percent=round(plan.coverage * 100, 1),
             sources=plan, base_plan=base_plan,
         )
+        if block is not None:
+            context["labels"] = picker_context(request.GET, query, values=values, groups=block["groups"],
+                                               unit=unit, overflow=block["overflow"])
         if graph is None:
             context["empty"] = (
                 f"The base range holds no completed {profile_type} profile." if base_plan and plan.profile_count

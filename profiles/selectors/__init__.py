@@ -30,6 +30,7 @@ from .profiles import (  # noqa: F401
     export_analysis,
     profile_export,
     profile_flame_tree,
+    profile_labelled,
     profile_load_analysis,
     profile_read_artifact,
 )

@@ -1,6 +1,7 @@
 """Reads for comparing two profiles."""
 
 from ..analysis import IncomparableProfiles, Profile, compare_profiles
+from ..analysis.labels import Labels, apply_labels
 from ..analysis.significance import default_normalization
 from ..models import ProfileResult
 from .profiles import profile_load_analysis
@@ -34,6 +35,8 @@ def profile_compare(
     limit: int = 100,
     allow_mismatch: bool = False,
     include_noise: bool = False,
+    labels: Labels = (),
+    group_by: str | None = None,
 ) -> dict:
     """The seed's ProfileComparison of two profiles of one tenant (the caller scoped them).
 
@@ -64,6 +67,8 @@ def profile_compare(
         noise_threshold_percent=noise_threshold_percent,
         limit=limit,
         include_noise=include_noise,
+        labels=labels,
+        group_by=group_by,
     )
 
 
@@ -79,8 +84,16 @@ def comparison_result(
     noise_threshold_percent: float = 5.0,
     limit: int = 100,
     include_noise: bool = False,
+    labels: Labels = (),
+    group_by: str | None = None,
 ) -> dict:
-    """The seed's ProfileComparison of two analysed profiles (stored ones, or merged ranges)."""
+    """The seed's ProfileComparison of two analysed profiles (stored ones, or merged ranges).
+
+    With `labels`, both sides are first cut to the samples that carry them; the result's
+    "labels" block says so and, with `group_by`, holds each side's groups.
+    """
+    base_profile, base_labels = apply_labels(base_profile, labels=labels, group_by=group_by)
+    comparison_profile, comparison_labels = apply_labels(comparison_profile, labels=labels, group_by=group_by)
     if base_profile.profile_type != comparison_profile.profile_type:
         raise ProfilesIncomparable(
             f"cannot compare a {base_profile.profile_type} profile with a {comparison_profile.profile_type} profile"
@@ -139,4 +152,11 @@ def comparison_result(
         "baseEngine": engines[0],
         "comparisonEngine": engines[1],
         "mismatch": mismatch,
+        "labels": {
+            "filter": base_labels["filter"],
+            "groupBy": group_by,
+            "baseGroups": base_labels["groups"],
+            "comparisonGroups": comparison_labels["groups"],
+            "overflow": base_labels["overflow"] + comparison_labels["overflow"],
+        } if labels or group_by else None,
     }

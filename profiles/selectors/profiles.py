@@ -17,6 +17,7 @@ from ..analysis import (
     to_pprof,
     to_speedscope,
 )
+from ..analysis.labels import Labels, apply_labels
 from ..analysis.model import gunzip_capped
 from ..models import ProfileResult, Status, artifact_name
 
@@ -36,6 +37,12 @@ def profile_load_analysis(*, profile: ProfileResult) -> Profile:
     if profile.status != Status.COMPLETED:
         raise ProfileNotReady(f"profile {profile.pk} is {profile.status}, not completed")
     return stored_analysis(profile.payload, f"profile {profile.pk}")
+
+
+def profile_labelled(*, profile: ProfileResult, labels: Labels = (), group_by: str | None = None) -> tuple[Profile, dict]:
+    """(the profile cut to the samples carrying `labels`, the "labels" block saying what was
+    applied, with the groups of `group_by`); raises ProfileNotReady like profile_load_analysis."""
+    return apply_labels(profile_load_analysis(profile=profile), labels=labels, group_by=group_by)
 
 
 def stored_document(payload, what: str) -> dict:
@@ -98,11 +105,18 @@ def _stored_profile(raw: dict) -> Profile:
     frames = tuple(Frame(function=f["function"], file=f["file"], line=f["line"]) for f in raw["frames"])
     frame_count = len(frames)
     samples = []
+    label_sets: dict = {}  # one tuple per distinct label set
     for entry in raw["samples"]:
         stack = tuple(entry["stack"])
         if not stack or min(stack) < 0 or max(stack) >= frame_count:
             raise ValueError("stack index out of range")
-        samples.append(Sample(stack=stack, value=entry["value"], count=entry["count"], thread=entry["thread"]))
+        labels = entry.get("labels")
+        if labels:
+            labels = tuple(sorted(labels.items()))
+            labels = label_sets.setdefault(labels, labels)
+        samples.append(
+            Sample(stack=stack, value=entry["value"], count=entry["count"], thread=entry["thread"], labels=labels or ())
+        )
     return Profile(
         profile_type=raw["profileType"],
         unit=raw["unit"],
@@ -115,6 +129,7 @@ def _stored_profile(raw: dict) -> Profile:
         notes=tuple(raw.get("notes", ())),
         started_at=raw.get("startedAt", 0.0),
         instance=raw.get("instance"),
+        labels_overflow=raw.get("labelsOverflow", 0),
     )
 
 @dataclass(frozen=True)
@@ -132,29 +147,40 @@ _EXPORT_TYPES = {
 }
 
 
-def profile_export(*, profile: ProfileResult, export_format: str) -> ExportedProfile:
+def profile_export(
+    *, profile: ProfileResult, export_format: str, labels: Labels = (), group_by: str | None = None
+) -> ExportedProfile:
     """The profile in an interchange format: gzip'd pprof, speedscope JSON or folded stacks.
 
     Processing stored each one (services.processing): this reads a file, it parses nothing.
+    With `labels` (only those samples) or `group_by` (speedscope: a profile per value; folded:
+    a "key=value" root frame) the export is built from the payload instead.
     """
     if export_format not in _EXPORT_TYPES:
         raise ValueError(f"unknown export format {export_format!r}")
+    if labels or group_by:
+        filtered, _ = profile_labelled(profile=profile, labels=labels)
+        return export_analysis(filtered, export_format=export_format, stem=_export_stem(profile), group_by=group_by)
     content_type, extension = _EXPORT_TYPES[export_format]
     stored = profile_read_artifact(profile=profile, kind=export_format)
     try:
         content = stored if export_format == "pprof" else bytes(gunzip_capped(stored, MAX_ARTIFACT_BYTES))
     except InvalidProfile:
         raise ProfileNotReady(f"the stored {export_format} export of profile {profile.pk} is unreadable") from None
-    stem = f"{profile.service}-{profile.profile_type}-{profile.started_at:%Y%m%dT%H%M%SZ}-{str(profile.pk)[:8]}"
-    return ExportedProfile(content, content_type, f"{stem}.{extension}")
+    return ExportedProfile(content, content_type, f"{_export_stem(profile)}.{extension}")
 
 
-def profile_flame_tree(*, profile: ProfileResult) -> tuple[dict, str]:
-    """(flame tree, unit) as processing stored it: bounded in nodes and in name lengths."""
+def _export_stem(profile: ProfileResult) -> str:
+    return f"{profile.service}-{profile.profile_type}-{profile.started_at:%Y%m%dT%H%M%SZ}-{str(profile.pk)[:8]}"
+
+
+def profile_flame_tree(*, profile: ProfileResult) -> tuple[dict, str, dict[str, list[str]]]:
+    """(flame tree, unit, label values) as processing stored them: the tree bounded in nodes and
+    name lengths; every label key with its values, heaviest first ({} in files of older versions)."""
     stored = profile_read_artifact(profile=profile, kind="flame")
     try:
         doc = json.loads(gunzip_capped(stored, MAX_ARTIFACT_BYTES))
-        return doc["tree"], doc["unit"]
+        return doc["tree"], doc["unit"], doc.get("labels", {})
     except (InvalidProfile, ValueError, KeyError, TypeError):
         raise ProfileNotReady(f"the stored flame graph of profile {profile.pk} is unreadable") from None
 
@@ -179,15 +205,18 @@ def profile_read_artifact(*, profile: ProfileResult, kind: str) -> bytes:
         raise ProfileNotReady(f"the stored {kind} data of profile {profile.pk} could not be read") from None
 
 
-def export_analysis(analysed: Profile, *, export_format: str, stem: str) -> ExportedProfile:
-    """An analysed profile that has no stored exports (a merged range) as a file named `stem`."""
+def export_analysis(
+    analysed: Profile, *, export_format: str, stem: str, group_by: str | None = None
+) -> ExportedProfile:
+    """An analysed profile that has no stored exports (a merged range, a label filter) as a
+    file named `stem`; `group_by` splits speedscope and folded by that label key's values."""
     if export_format not in _EXPORT_TYPES:
         raise ValueError(f"unknown export format {export_format!r}")
     content_type, extension = _EXPORT_TYPES[export_format]
     if export_format == "pprof":
-        content = to_pprof(analysed)
+        content = to_pprof(analysed)  # every sample's labels are in it anyway
     elif export_format == "speedscope":
-        content = orjson.dumps(to_speedscope(analysed))
+        content = orjson.dumps(to_speedscope(analysed, group_by))
     else:
-        content = to_folded(analysed).encode()
+        content = to_folded(analysed, group_by).encode()
     return ExportedProfile(content, content_type, f"{stem}.{extension}")

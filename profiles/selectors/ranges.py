@@ -25,6 +25,7 @@ from django.db.models import Count, FloatField, Func, Sum, Value
 from django.db.models.fields.files import FieldFile
 from django.db.models.functions import Coalesce, Floor
 
+from ..analysis.labels import Labels
 from ..analysis.merge import MixedProfiles, merge_documents
 from ..analysis.model import InvalidProfile, Profile
 from ..models import PER_SECOND_TYPES, ProfileResult, ProfileRollup, Status
@@ -298,6 +299,8 @@ def range_compare(
     noise_threshold_percent: float = 5.0,
     limit: int = 100,
     include_noise: bool = False,
+    labels: Labels = (),
+    group_by: str | None = None,
 ) -> dict:
     """The seed's ProfileComparison of two ranges' merges; the labels are ISO 8601 intervals."""
     merged = {}
@@ -316,6 +319,8 @@ def range_compare(
         noise_threshold_percent=noise_threshold_percent,
         limit=limit,
         include_noise=include_noise,
+        labels=labels,
+        group_by=group_by,
     )
 
 

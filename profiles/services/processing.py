@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..analysis import flame_tree, to_folded, to_pprof, to_speedscope
+from ..analysis.labels import label_values
 from ..analysis.model import InvalidProfile, Profile, load_upload
 from ..analysis.summary import top_functions
 from ..models import Phase, ProfileResult, Status, artifact_name, payload_path, upload_path
@@ -255,7 +256,8 @@ def _gzip_json(doc) -> bytes:
 
 
 def _flame_file(profile: Profile) -> bytes:
-    """The flame tree the pages draw (at most flamegraph.DEFAULT_MAX_NODES nodes), names shortened."""
+    """The flame tree the pages draw (at most flamegraph.DEFAULT_MAX_NODES nodes), names shortened,
+    and the profile's label values (analysis.labels.label_values)."""
     tree = flame_tree(profile)
     pending = [tree]
     while pending:
@@ -265,7 +267,8 @@ def _flame_file(profile: Profile) -> bytes:
             if len(text) > FLAME_NAME_MAX_CHARS:
                 node[key] = text[: FLAME_NAME_MAX_CHARS - 1] + "…"
         pending.extend(node.get("children", ()))
-    return _gzip_json({"unit": profile.unit, "tree": tree})
+    # The label keys and values ride along so the pages' label picker needs no payload parse.
+    return _gzip_json({"unit": profile.unit, "tree": tree, "labels": label_values(profile)})
 
 
 def _folded_bytes(profile: Profile) -> int:

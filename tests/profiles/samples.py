@@ -130,3 +130,23 @@ def claim_without_agent(profile) -> str:
     )
     profile.refresh_from_db()
     return lease
+
+
+def labelled_profile(rows, *, duration: float = 60.0, labels_overflow: int = 0) -> dict:
+    """A cpu pyprof-raw/1 profile from rows (leaf, value ns, labels dict, thread): each leaf a
+    function under `main`, each row one sample carrying those labels."""
+    frames = [{"function": "main", "file": "/app/app.py", "line": 1}]
+    index: dict[str, int] = {}
+    samples = []
+    for leaf, value, labels, thread in rows:
+        if leaf not in index:
+            index[leaf] = len(frames)
+            frames.append({"function": leaf, "file": "/app/app.py", "line": 10 * len(frames)})
+        sample = {"stack": [0, index[leaf]], "value": value, "count": max(1, value // 10_000_000), "thread": thread}
+        if labels:
+            sample["labels"] = labels
+        samples.append(sample)
+    raw = raw_document("cpu", frames, samples, duration)
+    if labels_overflow:
+        raw["labelsOverflow"] = labels_overflow
+    return raw

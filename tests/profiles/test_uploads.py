@@ -123,6 +123,12 @@ def _sum_over_int64() -> dict:
     return raw
 
 
+def _labelled(labels) -> dict:
+    raw = raw_cpu_profile()
+    raw["samples"][1]["labels"] = labels
+    return raw
+
+
 def _with(key, value) -> dict:
     raw = raw_cpu_profile()
     raw[key] = value
@@ -145,9 +151,13 @@ def _with(key, value) -> dict:
         pytest.param(gzip_json(_with("instance", {"pid": 2**70})), "instance.pid", id="instance-int-overflow"),
         pytest.param(gzip_json(_with("notes", ["x" * 5000])), "notes[0]", id="note-too-long"),
         pytest.param(gzip_json(_with("profileType", "memory") | {"unit": "bytes"}), "profileType", id="other-type"),
+        pytest.param(gzip_json(_labelled({"route": 3})), "samples[1].labels.route: expected a string", id="label-not-a-string"),
+        pytest.param(gzip_json(_labelled({"route": "r" * 201})), "samples[1].labels.route: 201 characters", id="label-too-long"),
+        pytest.param(gzip_json(_labelled({f"k{i}": "v" for i in range(9)})), "samples[1].labels: 9 keys", id="too-many-label-keys"),
+        pytest.param(gzip_json(_with("labelsOverflow", -1)), "labelsOverflow", id="negative-overflow"),
         pytest.param(pathological.gzip_bomb(256 * 1024**2), "decompressed size exceeds", id="gzip-bomb"),
         pytest.param(pathological.million_frames(), "frames: more than 200000", id="a-million-frames"),
-        pytest.param(pathological.deep_and_wide()[0], "more than 7700000 JSON values", id="180000-x-512"),
+        pytest.param(pathological.deep_and_wide()[0], "more than 11700000 JSON values", id="180000-x-512"),
         pytest.param(b"{}", "not gzip", id="not-gzip"),
         pytest.param(gzip.compress(b'{"format": "pyprof-raw/1"'), "invalid JSON", id="truncated-json"),
     ],
@@ -316,7 +326,7 @@ def test_the_stored_flame_graph_is_bounded_in_nodes_and_name_lengths(tenant, age
         assert _upload(agent_client, run, gzip_json(raw)).status_code == 202
     run.refresh_from_db()
     assert run.status == Status.COMPLETED
-    tree, unit = selectors.profile_flame_tree(profile=run)
+    tree, unit, _ = selectors.profile_flame_tree(profile=run)
     assert unit == "nanoseconds"
     assert _count_nodes(tree) <= DEFAULT_MAX_NODES
     assert tree["value"] == sum(s["value"] for s in raw["samples"])  # what is folded still counts

@@ -30,16 +30,16 @@ HOSTILE = [
 # The parameters each page reads (plus "unknown", which none reads).
 PAGE_PARAMS = {
     "profile-list": ["tenant", "service", "profile_type", "status", "page"],
-    "profile-page": ["sort"],
+    "profile-page": ["sort", "labels", "groupBy"],
     "profile-status": [],
-    "profile-download": [],
+    "profile-download": ["labels", "groupBy"],
     "compare": ["p", "base", "comparison"],
     "history": ["type", "function"],
     "continuous": [],
-    "flamegraph-shared": [],
+    "flamegraph-shared": ["labels"],
     "services": [],
     "alerts": ["status", "page"],
-    "service-page": ["tenant", "type", "from", "to", "range", "baseFrom", "baseTo", "engine"],
+    "service-page": ["tenant", "type", "from", "to", "range", "baseFrom", "baseTo", "engine", "labels", "groupBy"],
 }
 START_FIELDS = ["tenant", "service", "profile_type", "duration_seconds", "sample_rate", "engine"]
 ADMIN_PARAMS = ["q", "o", "p", "e", "_popup", "_to_field", "all", "tenant", "service", "status__exact",
