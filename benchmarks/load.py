@@ -190,6 +190,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=1, help="durationSeconds of each run")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between a run's status GETs")
     parser.add_argument("--timeout", type=float, default=240, help="seconds after the last start to wait")
+    parser.add_argument("--agent-nice", type=int, default=0,
+                        help="niceness of the agent processes: 19 stands in for agents on hosts of "
+                             "their own (here they share the platform's cores)")
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_load")
@@ -212,9 +215,17 @@ def main() -> None:
             agents.append(subprocess.Popen(
                 [sys.executable, "-c", AGENT_PROGRAM, services[i % len(services)], url, TENANT, agent_token, "0.5"],
                 cwd=ROOT, env=env, stdout=open(scratch / f"agent-{i}.log", "wb"), stderr=subprocess.STDOUT,
+                preexec_fn=(lambda: os.nice(args.agent_nice)) if args.agent_nice else None,
             ))
         wait_for_agents(args.agents)
+        groups = {name: process.pid for name, process in zip(("web", "worker", "beat"), processes)}
+        agent_pids = {process.pid for process in agents}
+        before = cpu_by_part(groups, agent_pids)
         run_load(args, Client(url, api_token), services, baseline, api_token, scratch)
+        after = cpu_by_part(groups, agent_pids)
+        spent = {part: after[part] - before.get(part, 0.0) for part in after}
+        print("CPU seconds during the load (a 2-core machine has 2 per second): "
+              + ", ".join(f"{part} {seconds:.1f}" for part, seconds in spent.items()))
     finally:
         for process in agents:
             process.send_signal(signal.SIGTERM)
@@ -231,6 +242,27 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def cpu_by_part(groups: dict[str, int], agent_pids: set[int]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of each platform part's process group (gunicorn's and
+    Celery's children included) and of the agents, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    by_group = {pgid: name for name, pgid in groups.items()}
+    out = dict.fromkeys([*groups, "agents"], 0.0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        part = "agents" if int(entry) in agent_pids else by_group.get(int(fields[2]))  # pgrp
+        if part:
+            out[part] += seconds
+    return out
 
 
 def server_seconds(logs: Path) -> list[float]:
@@ -316,6 +348,8 @@ def run_load(args, client: Client, services: list[str], baseline: list[float], a
         lost = sum(run["lost"] for run in runs.values())
     completed, failed = statuses.count("completed"), statuses.count("failed")
     never = len(statuses) - completed - failed
+    where = f"agents at nice {args.agent_nice}" if args.agent_nice else "agents sharing the platform's cores"
+    print(f"({where}; {os.cpu_count()} cores)")
     print(f"load: {args.agents} agents over {len(services)} services, {args.runs} runs of {args.types} "
           f"({args.duration} s each) requested at {args.rate:g}/s; all requested in {started_for:.1f} s, "
           f"everything settled in {elapsed:.1f} s")
