@@ -218,7 +218,7 @@ def main() -> None:
                 preexec_fn=(lambda: os.nice(args.agent_nice)) if args.agent_nice else None,
             ))
         wait_for_agents(args.agents)
-        groups = {name: process.pid for name, process in zip(("web", "worker", "beat"), processes)}
+        groups = {name: process.pid for name, process in zip(("web", "worker", "beat"), processes, strict=True)}
         agent_pids = {process.pid for process in agents}
         before = cpu_by_part(groups, agent_pids)
         run_load(args, Client(url, api_token), services, baseline, api_token, scratch)
