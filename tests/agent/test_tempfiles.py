@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COLLECT_FOREVER = """
 import sys
 from profiling_agent import collectors
-collectors.collect("cpu", duration_seconds=600, sample_rate=100, engine="stack-sampler")
+collectors.collect("alloc", duration_seconds=600, sample_rate=100, engine="memray")
 """
 HOLD_A_FOLDER = """
 import sys
@@ -40,9 +41,11 @@ def _folders_of(pid: int, tmp: Path) -> list[Path]:
     return sorted(tmp.glob(f"profiles-agent-{pid}-*"))
 
 
-def _wait_for_folder(pid: int, tmp: Path, timeout: float = 60) -> Path:
+def _wait_for_folder(process: subprocess.Popen, tmp: Path, timeout: float = 60) -> Path:
+    pid = process.pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        assert process.poll() is None, f"process {process.pid} ended with {process.returncode}"
         found = [p for p in _folders_of(pid, tmp) if any(p.iterdir())]
         if found:
             return found[0]
@@ -50,12 +53,13 @@ def _wait_for_folder(pid: int, tmp: Path, timeout: float = 60) -> Path:
     raise AssertionError(f"process {pid} made no scratch folder with files in {timeout} s")
 
 
-@pytest.mark.skipif(not ddprof.available(), reason="the in-process sampler's extra is not installed")
+@pytest.mark.skipif(not ddprof.available() or importlib.util.find_spec("memray") is None,
+                    reason="memray and the in-process sampler's extra are needed")
 def test_the_next_collection_sweeps_what_a_killed_process_left_and_keeps_a_live_ones(tmp_path):
     killed = _python(COLLECT_FOREVER, tmp_path)
     live = _python(HOLD_A_FOLDER, tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        left_behind = _wait_for_folder(killed.pid, tmp_path)  # ddtrace's profile files, mid-window
+        left_behind = _wait_for_folder(killed, tmp_path)  # memray's capture file, mid-window
         live_folder = Path(live.stdout.readline().strip())
         (live_folder / "capture.bin").write_bytes(b"x")
         killed.send_signal(signal.SIGKILL)
