@@ -8,15 +8,18 @@ and leaving a block also writes a frozen copy into ``_by_thread`` (thread ident 
 which a sampler reads without a lock (one dict read under the GIL). That copy is the labels
 of the block a thread entered last: with asyncio, while several tasks take turns on one
 thread, it is the labels of whichever task last entered or left a block, not necessarily the
-task that runs at sample time. Per-task samples should read the task's own context instead
-(``labels_of_context``): a Context is a read-only mapping any thread may read.
+task that runs at sample time. So inside an asyncio task the labels are also kept per task
+(``_by_task``, weak keys) and the goroutine sampler, which samples each pending task, reads
+them there (``labels_of_task``): a task's own Context is not readable before Python 3.12.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import sys
 import threading
+import weakref
 
 from .profile_format import MAX_LABEL_CHARS, MAX_LABEL_KEYS
 
@@ -24,6 +27,7 @@ Labels = tuple  # sorted ((key, value), ...): hashable, so it can be part of an 
 
 _current: contextvars.ContextVar[Labels] = contextvars.ContextVar("profiling_labels", default=())
 _by_thread: dict[int, Labels] = {}
+_by_task: "weakref.WeakKeyDictionary[object, Labels]" = weakref.WeakKeyDictionary()
 
 
 def _validated(labels: dict) -> dict[str, str]:
@@ -54,12 +58,12 @@ class profiling_labels:  # noqa: N801 - used like a function: with profiling_lab
     def __enter__(self) -> "profiling_labels":
         labels = _merged(_current.get(), self._labels)
         self._tokens.append(_current.set(labels))
-        _by_thread[threading.get_ident()] = labels
+        _publish(labels)
         return self
 
     def __exit__(self, *exc) -> None:
         _current.reset(self._tokens.pop())
-        _set_thread_snapshot(_current.get())
+        _publish(_current.get())
 
     def __call__(self, function):
         @functools.wraps(function)
@@ -74,20 +78,32 @@ def set_labels(**labels: str) -> contextvars.Token:
     start and end in two calls, such as request or task signals)."""
     labels_now = _merged(_current.get(), _validated(labels))
     token = _current.set(labels_now)
-    _by_thread[threading.get_ident()] = labels_now
+    _publish(labels_now)
     return token
 
 
 def reset_labels(token: contextvars.Token) -> None:
     _current.reset(token)
-    _set_thread_snapshot(_current.get())
+    _publish(_current.get())
 
 
-def _set_thread_snapshot(labels: Labels) -> None:
+def _publish(labels: Labels) -> None:
+    """Make the labels visible to samplers: for this thread and, in asyncio, this task."""
     if labels:
         _by_thread[threading.get_ident()] = labels
     else:  # keeps the dict as small as the set of threads inside a block
         _by_thread.pop(threading.get_ident(), None)
+    asyncio = sys.modules.get("asyncio")  # never imported here: only a program using it has tasks
+    if asyncio is not None:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop in this thread
+            return
+        if task is not None:
+            if labels:
+                _by_task[task] = labels
+            else:
+                _by_task.pop(task, None)
 
 
 def current_labels() -> dict[str, str]:
@@ -99,5 +115,5 @@ def labels_of_thread(ident: int) -> Labels:
     return _by_thread.get(ident, ())
 
 
-def labels_of_context(context: contextvars.Context) -> Labels:
-    return context.get(_current, ())
+def labels_of_task(task) -> Labels:
+    return _by_task.get(task, ())

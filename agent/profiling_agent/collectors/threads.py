@@ -31,7 +31,7 @@ import threading
 import time
 from types import CodeType
 
-from ..labels import labels_of_context, labels_of_thread
+from ..labels import labels_of_task, labels_of_thread
 from ._common import (
     ProfileBuilder,
     Window,
@@ -257,10 +257,8 @@ def collect_goroutine(*, profile_type: str, duration: float, rate: float,
             except Exception:  # noqa: BLE001
                 continue
             if codes:
-                # a pending task's own context holds its labels (readable from any thread)
-                context = getattr(task, "_context", None)
-                labels = labels_of_context(context) if context is not None else ()
-                builder.add(builder.code_stack_indices(codes), 1, 1, _ASYNCIO_THREAD, labels)
+                builder.add(builder.code_stack_indices(codes), 1, 1, _ASYNCIO_THREAD,
+                            labels_of_task(task))
                 seen += 1
                 tasks_seen += 1
         del tasks
