@@ -87,9 +87,18 @@ def reset_labels(token: contextvars.Token) -> None:
     _publish(_current.get())
 
 
+_used = False  # any labels seen in this process: engines without labels then say so
+
+
+def labels_used() -> bool:
+    return _used
+
+
 def _publish(labels: Labels) -> None:
     """Make the labels visible to samplers: for this thread and, in asyncio, this task."""
+    global _used
     if labels:
+        _used = True
         _by_thread[threading.get_ident()] = labels
     else:  # keeps the dict as small as the set of threads inside a block
         _by_thread.pop(threading.get_ident(), None)

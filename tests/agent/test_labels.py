@@ -172,3 +172,13 @@ def test_values_past_the_cap_become_the_overflow_value_and_are_counted():
     # a value seen before the cap was reached keeps being itself
     builder.add(stack, 10, 1, "MainThread", (("customer", "c0"),))
     assert builder.labels_overflow == 2 * extra
+
+
+def test_an_engine_without_labels_says_so_once_labels_are_in_use():
+    with profiling_labels(customer="acme"):  # labels have been used in this process
+        pass
+    with running(nap, names=["plain-worker"]):
+        profile = collectors.collect("cpu", duration_seconds=1, sample_rate=50, engine="yappi")
+    check_raw(profile, "cpu", "yappi")
+    assert "yappi does not attach labels: its samples carry none" in profile["notes"]
+    assert not any("labels" in sample for sample in profile["samples"])
