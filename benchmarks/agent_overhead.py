@@ -230,7 +230,7 @@ def labelled_loop(iterations: int, with_labels: bool) -> float:
 
     payload = {"id": 7, "items": list(range(20))}
     started = time.perf_counter()
-    for i in range(iterations):
+    for _ in range(iterations):
         if with_labels:
             with profiling_labels(customer="acme", plan="pro"):
                 json.loads(json.dumps(payload))

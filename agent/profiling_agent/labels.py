@@ -27,7 +27,7 @@ Labels = tuple  # sorted ((key, value), ...): hashable, so it can be part of an 
 
 _current: contextvars.ContextVar[Labels] = contextvars.ContextVar("profiling_labels", default=())
 _by_thread: dict[int, Labels] = {}
-_by_task: "weakref.WeakKeyDictionary[object, Labels]" = weakref.WeakKeyDictionary()
+_by_task: weakref.WeakKeyDictionary[object, Labels] = weakref.WeakKeyDictionary()
 
 
 def _validated(labels: dict) -> dict[str, str]:
@@ -55,7 +55,7 @@ class profiling_labels:  # noqa: N801 - used like a function: with profiling_lab
         self._labels = _validated(labels)
         self._tokens: list[contextvars.Token] = []  # one per (re-entrant) use
 
-    def __enter__(self) -> "profiling_labels":
+    def __enter__(self) -> profiling_labels:
         labels = _merged(_current.get(), self._labels)
         self._tokens.append(_current.set(labels))
         _publish(labels)

@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-
 from profiling_agent import collectors, profiling_labels
 from profiling_agent.collectors._common import ProfileBuilder
 from profiling_agent.labels import current_labels

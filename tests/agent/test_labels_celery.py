@@ -8,7 +8,6 @@ import pytest
 
 celery = pytest.importorskip("celery")
 from celery.contrib.testing.worker import start_worker  # noqa: E402
-
 from profiling_agent import integrations  # noqa: E402
 from profiling_agent.labels import current_labels, labels_of_thread  # noqa: E402
 from profiling_agent.profile_format import LABEL_TASK  # noqa: E402

@@ -36,8 +36,8 @@ import os
 import threading
 from collections.abc import Callable
 
-from ..profile_format import DEFAULT_ENGINES, ENGINES_BY_TYPE, EXCLUSIVE_ENGINES
 from ..labels import labels_used
+from ..profile_format import DEFAULT_ENGINES, ENGINES_BY_TYPE, EXCLUSIVE_ENGINES
 from ._common import AGENT_THREAD_PREFIX, CollectorError, Window, validate_window
 from ._overhead import OverheadMeter
 from .locks import install_lock_profiler, lock_profiler_installed, uninstall_lock_profiler

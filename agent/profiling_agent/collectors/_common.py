@@ -14,8 +14,13 @@ import time
 from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 
-from ..profile_format import FORMAT, MAX_STACK_DEPTH, UNIT_BY_TYPE
-from ..profile_format import LABEL_OVERFLOW_VALUE, MAX_LABEL_VALUES_PER_KEY
+from ..profile_format import (
+    FORMAT,
+    LABEL_OVERFLOW_VALUE,
+    MAX_LABEL_VALUES_PER_KEY,
+    MAX_STACK_DEPTH,
+    UNIT_BY_TYPE,
+)
 from ..profile_format import MAX_FRAMES as SERVER_MAX_FRAMES
 from ..profile_format import MAX_SAMPLES as SERVER_MAX_SAMPLES
 
