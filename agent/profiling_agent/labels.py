@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import sys
 import threading
 import weakref
@@ -66,6 +67,13 @@ class profiling_labels:  # noqa: N801 - used like a function: with profiling_lab
         _publish(_current.get())
 
     def __call__(self, function):
+        if inspect.iscoroutinefunction(function):  # the block must span the awaits
+            @functools.wraps(function)
+            async def async_wrapper(*args, **kwargs):
+                with profiling_labels(**self._labels):
+                    return await function(*args, **kwargs)
+            return async_wrapper
+
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
             with profiling_labels(**self._labels):  # a fresh one: safe across threads

@@ -45,6 +45,15 @@ def test_the_decorator_labels_each_call():
     assert current_labels() == {}
 
 
+def test_the_decorator_on_a_coroutine_function_spans_its_awaits():
+    @profiling_labels(job="sync")
+    async def work():
+        await asyncio.sleep(0)
+        return current_labels()
+
+    assert asyncio.run(work()) == {"job": "sync"}
+
+
 def test_bad_labels_are_refused_with_a_readable_message():
     with pytest.raises(TypeError, match="must be a string"):
         profiling_labels(customer=42)
