@@ -24,6 +24,10 @@ the process per sample), ``memory-memray-exact`` (memray with trace_python_alloc
 agent starts), ``block-thread-sampler`` and ``goroutine-thread-sampler`` (the pure-Python
 samplers).
 
+With ``--labels``, only the cost of ``profiling_labels``: a request-like loop (a little JSON
+work per iteration) run with and without entering a labels block per iteration, in this
+interpreter, interleaved over the rounds; the median time ratio and the cost per block print.
+
 Never fails: a configuration that errors is reported as such and the script exits 0.
 """
 
@@ -220,16 +224,47 @@ def run_child(config: str, scale: float) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def labelled_loop(iterations: int, with_labels: bool) -> float:
+    """Seconds for ``iterations`` small units of work, each inside a labels block or not."""
+    from profiling_agent import profiling_labels
+
+    payload = {"id": 7, "items": list(range(20))}
+    started = time.perf_counter()
+    for _ in range(iterations):
+        if with_labels:
+            with profiling_labels(customer="acme", plan="pro"):
+                json.loads(json.dumps(payload))
+        else:
+            json.loads(json.dumps(payload))
+    return time.perf_counter() - started
+
+
+def measure_labels(rounds: int, scale: float) -> None:
+    iterations = max(1000, int(200_000 * scale))
+    ratios, extra = [], []
+    for _ in range(rounds):  # interleaved so drifting load hits both alike
+        plain = labelled_loop(iterations, False)
+        labelled = labelled_loop(iterations, True)
+        ratios.append(labelled / plain)
+        extra.append((labelled - plain) / iterations)
+    print(f"labels: {iterations} blocks a round, {rounds} rounds: time ratio with/without "
+          f"{statistics.median(ratios):.3f}, {statistics.median(extra) * 1e6:.2f} us a block")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0, help="work per run (1.0 ~ 2 s)")
     parser.add_argument("--only", default="", help="comma-separated configurations")
     parser.add_argument("--design", action="store_true", help="add the design-choice rows")
+    parser.add_argument("--labels", action="store_true", help="only the cost of labels")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.scale)), flush=True)
+        return
+    if args.labels:
+        measure_labels(args.rounds, args.scale)
         return
 
     available = ALL_CONFIGS if args.design else CONFIGS

@@ -9,6 +9,7 @@ or wrap a program: `python -m profiling_agent run -- app.py [args]` (see `--help
 """
 
 from .client import AGENT_VERSION
+from .labels import profiling_labels
 from .runtime import AgentHandle, start, start_from_env
 
-__all__ = ["AGENT_VERSION", "AgentHandle", "start", "start_from_env"]
+__all__ = ["AGENT_VERSION", "AgentHandle", "profiling_labels", "start", "start_from_env"]

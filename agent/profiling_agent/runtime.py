@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import integrations
 from .client import (
     AGENT_VERSION,
     AgentClient,
@@ -637,6 +638,7 @@ class AgentHandle:
             if math.isfinite(value):
                 active.progress = min(1.0, max(0.0, value))
 
+        integrations.install()  # Django / Celery imported since the start get their labels now
         active.collect_started = time.monotonic()
         active.state = "collecting"
         try:
@@ -798,6 +800,7 @@ def start(
             return handle
     if lock_profiler:
         _install_lock_profiler()
+    integrations.install()
     handle = AgentHandle(
         config,
         client,

@@ -76,8 +76,10 @@ def check_raw(profile: dict, profile_type: str, engine: str) -> None:
         assert len(sample["stack"]) <= 512
         assert isinstance(sample["value"], int) and sample["value"] >= 0
         assert isinstance(sample["count"], int) and sample["count"] >= 0
-        key = (tuple(sample["stack"]), sample["thread"])
-        assert key not in seen, "identical (stack, thread) samples must be aggregated"
+        labels = sample.get("labels", {})
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+        key = (tuple(sample["stack"]), sample["thread"], tuple(sorted(labels.items())))
+        assert key not in seen, "identical (stack, thread, labels) samples must be aggregated"
         seen.add(key)
     for frame in frames:
         assert set(frame) == {"function", "file", "line"}

@@ -36,6 +36,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from ..labels import labels_used
 from ..profile_format import DEFAULT_ENGINES, ENGINES_BY_TYPE, EXCLUSIVE_ENGINES
 from ._common import AGENT_THREAD_PREFIX, CollectorError, Window, validate_window
 from ._overhead import OverheadMeter
@@ -130,6 +131,11 @@ def available_engines() -> dict[str, list[str]]:
     return {kind: [e for e in engines if e in usable] for kind, engines in ENGINES.items()}
 
 
+#: The engines whose samples carry profiling_labels (the others see no Python context: py-spy
+#: and memray sample from outside, yappi and ddtrace aggregate without per-sample context).
+LABELLED_ENGINES = frozenset({"thread-sampler", "lock-wrapper"})
+
+
 def collect(profile_type: str, *, duration_seconds: float, sample_rate: float,
             engine: str | None = None, stop_event: threading.Event | None = None,
             progress: Callable[[float], object] | None = None) -> dict:
@@ -157,6 +163,8 @@ def collect(profile_type: str, *, duration_seconds: float, sample_rate: float,
         overhead = meter.percent(count_children=engine == "py-spy")
         if overhead is not None:
             result["overheadPercent"] = overhead
+        if engine not in LABELLED_ENGINES and labels_used():
+            result["notes"].append(f"{engine} does not attach labels: its samples carry none")
         window.report(force=True)
         return result
     except CollectorError:

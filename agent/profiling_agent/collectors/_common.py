@@ -14,7 +14,13 @@ import time
 from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 
-from ..profile_format import FORMAT, MAX_STACK_DEPTH, UNIT_BY_TYPE
+from ..profile_format import (
+    FORMAT,
+    LABEL_OVERFLOW_VALUE,
+    MAX_LABEL_VALUES_PER_KEY,
+    MAX_STACK_DEPTH,
+    UNIT_BY_TYPE,
+)
 from ..profile_format import MAX_FRAMES as SERVER_MAX_FRAMES
 from ..profile_format import MAX_SAMPLES as SERVER_MAX_SAMPLES
 
@@ -106,8 +112,10 @@ class ProfileBuilder:
         self.frames: list[dict] = []
         self._frame_index: dict[tuple[str, str, int], int] = {}
         self._code_index: dict[CodeType, int] = {}
-        self._samples: dict[tuple[tuple[int, ...], str], list[int]] = {}
+        self._samples: dict[tuple[tuple[int, ...], str, tuple], list[int]] = {}
         self.notes: list[str] = []
+        self._label_values: dict[str, set[str]] = {}  # key -> distinct values seen (capped)
+        self.labels_overflow = 0  # samples that had a label value replaced by the overflow one
         self._overflow_frames = False
         self._overflow_samples = False
 
@@ -149,24 +157,47 @@ class ProfileBuilder:
         return tuple(code_frame(code) for code in codes)
 
     # -- samples ----------------------------------------------------------------------------
-    def add(self, stack: tuple[int, ...], value: int | float, count: int, thread: str) -> None:
+    def add(self, stack: tuple[int, ...], value: int | float, count: int, thread: str,
+            labels: tuple = ()) -> None:
+        """``labels`` is sorted ((key, value), ...), as profiling_agent.labels keeps them."""
+        if labels:
+            labels = self._capped(labels, count)
         if not stack:
             stack = (self.frame_marker("(no Python frames)"),)
         elif len(stack) > MAX_DEPTH:
             marker = self.frame_marker("(stack truncated)")
             keep_leaf = MAX_DEPTH - _KEEP_ROOT - 1
             stack = stack[:_KEEP_ROOT] + (marker,) + stack[-keep_leaf:]
-        key = (stack, thread)
+        key = (stack, thread, labels)
         entry = self._samples.get(key)
         if entry is None:
             if len(self._samples) >= MAX_SAMPLES:
                 self._overflow_samples = True
-                key = ((self.frame_marker("(stacks over the limit)"),), thread)
+                key = ((self.frame_marker("(stacks over the limit)"),), thread, labels)
                 entry = self._samples.get(key)
             if entry is None:
                 entry = self._samples[key] = [0, 0]
         entry[0] += value
         entry[1] += count
+
+    def _capped(self, labels: tuple, count: int) -> tuple:
+        """Past MAX_LABEL_VALUES_PER_KEY distinct values of a key, new values become
+        LABEL_OVERFLOW_VALUE, so an id used as a label cannot blow up the profile."""
+        out = []
+        replaced = False
+        for key, value in labels:
+            seen = self._label_values.setdefault(key, set())
+            if value not in seen:
+                if len(seen) >= MAX_LABEL_VALUES_PER_KEY:
+                    value = LABEL_OVERFLOW_VALUE
+                    replaced = True
+                else:
+                    seen.add(value)
+            out.append((key, value))
+        if replaced:
+            self.labels_overflow += max(int(count), 1)
+            return tuple(out)
+        return labels
 
     @property
     def total_count(self) -> int:
@@ -179,14 +210,20 @@ class ProfileBuilder:
             notes.append(f"more than {MAX_FRAMES} distinct frames: the rest are merged into one")
         if self._overflow_samples:
             notes.append(f"more than {MAX_SAMPLES} distinct stacks: the rest are merged into one")
+        if self.labels_overflow:
+            notes.append(f"more than {MAX_LABEL_VALUES_PER_KEY} distinct values of a label: "
+                         f"{self.labels_overflow} samples carry {LABEL_OVERFLOW_VALUE!r} instead")
         samples = []
-        for (stack, thread), (value, count) in self._samples.items():
+        for (stack, thread, labels), (value, count) in self._samples.items():
             value = int(round(value))
             if value <= 0 and count <= 0:
                 continue
-            samples.append({"stack": list(stack), "value": value, "count": int(count),
-                            "thread": thread})
+            sample = {"stack": list(stack), "value": value, "count": int(count), "thread": thread}
+            if labels:
+                sample["labels"] = dict(labels)
+            samples.append(sample)
         samples.sort(key=lambda s: -s["value"])
+        extra = {"labelsOverflow": self.labels_overflow} if self.labels_overflow else {}
         return {
             "format": FORMAT,
             "profileType": self.profile_type,
@@ -199,6 +236,7 @@ class ProfileBuilder:
             "frames": self.frames,
             "samples": samples,
             "notes": notes,
+            **extra,
         }
 
 

@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 
+from ..labels import labels_of_thread
 from ._common import (
     AGENT_THREAD_PREFIX,
     MAX_SAMPLES,
@@ -64,7 +65,7 @@ _recorders = 0  # mutex runs recording now
 _installed_by_collect = False  # installed by a run (not by the agent): removed after the last
 _excluded_idents: set[int] = set()  # the threads that collect: they only wait
 _stats: dict[tuple, list[int]] = {}  # cumulative while any run records
-_OVERFLOW = ((), "")
+_OVERFLOW = ((), "", ())
 _perf_ns = time.perf_counter_ns
 _getframe = sys._getframe
 _active: dict = getattr(threading, "_active", {})
@@ -89,7 +90,7 @@ def _record(frame, waited_ns: int) -> None:
     name = thread.name if thread is not None else f"thread-{ident}"
     if name.startswith(AGENT_THREAD_PREFIX):
         return
-    key = (code_stack(frame), name)
+    key = (code_stack(frame), name, labels_of_thread(ident))  # the waiter's labels, at the wait
     with _state_lock:
         entry = _stats.get(key)
         if entry is None:
@@ -258,13 +259,13 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         stats = _stop_recording(start)
     builder = ProfileBuilder(profile_type, ENGINE, rate)
     contended = 0
-    for (codes, thread), (waited_ns, count) in stats.items():
+    for (codes, thread, labels), (waited_ns, count) in stats.items():
         if codes:
             stack = builder.code_stack_indices(codes)
         else:
             stack = (builder.frame_marker("(stacks over the limit)"),)
             thread = thread or "(several)"
-        builder.add(stack, waited_ns, count, thread)
+        builder.add(stack, waited_ns, count, thread, labels)
         contended += count
     if installed_here:
         builder.notes.append(

@@ -31,6 +31,7 @@ import threading
 import time
 from types import CodeType
 
+from ..labels import labels_of_task, labels_of_thread
 from ._common import (
     ProfileBuilder,
     Window,
@@ -147,7 +148,7 @@ def collect_block(*, profile_type: str, duration: float, rate: float, window: Wi
                 else:
                     stack = builder.code_stack_indices(code_stack(frame))
                     cached[ident] = (frame, stack)
-                builder.add(stack, off_cpu, 1, name)
+                builder.add(stack, off_cpu, 1, name, labels_of_thread(ident))
             del frames, frame
             for gone in [ident for ident in clocks if ident not in seen]:
                 last.pop(gone, None)
@@ -239,7 +240,8 @@ def collect_goroutine(*, profile_type: str, duration: float, rate: float,
             name = names.get(ident) or f"thread-{ident}"
             if ident == own or is_agent_thread(name):
                 continue
-            builder.add(builder.code_stack_indices(code_stack(frame)), 1, 1, name)
+            builder.add(builder.code_stack_indices(code_stack(frame)), 1, 1, name,
+                        labels_of_thread(ident))
             seen += 1
         del frames
         try:
@@ -255,7 +257,8 @@ def collect_goroutine(*, profile_type: str, duration: float, rate: float,
             except Exception:  # noqa: BLE001
                 continue
             if codes:
-                builder.add(builder.code_stack_indices(codes), 1, 1, _ASYNCIO_THREAD)
+                builder.add(builder.code_stack_indices(codes), 1, 1, _ASYNCIO_THREAD,
+                            labels_of_task(task))
                 seen += 1
                 tasks_seen += 1
         del tasks

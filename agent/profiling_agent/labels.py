@@ -1,0 +1,136 @@
+"""Labels on samples: ``with profiling_labels(customer="acme"):`` or ``@profiling_labels(...)``.
+
+The labels live in a ContextVar, so a block inside an asyncio task or a thread stays on it,
+nested blocks merge (inner values win) and leaving a block restores the outer labels.
+
+Samplers run in their own thread and cannot read another thread's ContextVar, so entering
+and leaving a block also writes a frozen copy into ``_by_thread`` (thread ident -> labels),
+which a sampler reads without a lock (one dict read under the GIL). That copy is the labels
+of the block a thread entered last: with asyncio, while several tasks take turns on one
+thread, it is the labels of whichever task last entered or left a block, not necessarily the
+task that runs at sample time. So inside an asyncio task the labels are also kept per task
+(``_by_task``, weak keys) and the goroutine sampler, which samples each pending task, reads
+them there (``labels_of_task``): a task's own Context is not readable before Python 3.12.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import sys
+import threading
+import weakref
+
+from .profile_format import MAX_LABEL_CHARS, MAX_LABEL_KEYS
+
+Labels = tuple  # sorted ((key, value), ...): hashable, so it can be part of an aggregation key
+
+_current: contextvars.ContextVar[Labels] = contextvars.ContextVar("profiling_labels", default=())
+_by_thread: dict[int, Labels] = {}
+_by_task: weakref.WeakKeyDictionary[object, Labels] = weakref.WeakKeyDictionary()
+
+
+def _validated(labels: dict) -> dict[str, str]:
+    for key, value in labels.items():
+        if not isinstance(value, str):
+            raise TypeError(f"label {key!r}: the value must be a string, not {type(value).__name__}")
+        if not key or len(key) > MAX_LABEL_CHARS or len(value) > MAX_LABEL_CHARS:
+            raise ValueError(f"label {key!r}: keys (non-empty) and values take at most "
+                             f"{MAX_LABEL_CHARS} characters")
+    return labels
+
+
+def _merged(outer: Labels, inner: dict[str, str]) -> Labels:
+    merged = dict(outer)
+    merged.update(inner)
+    if len(merged) > MAX_LABEL_KEYS:
+        raise ValueError(f"at most {MAX_LABEL_KEYS} labels at once, got {sorted(merged)}")
+    return tuple(sorted(merged.items()))
+
+
+class profiling_labels:  # noqa: N801 - used like a function: with profiling_labels(...)
+    """Context manager and decorator that adds labels to the samples taken inside it."""
+
+    def __init__(self, **labels: str) -> None:
+        self._labels = _validated(labels)
+        self._tokens: list[contextvars.Token] = []  # one per (re-entrant) use
+
+    def __enter__(self) -> profiling_labels:
+        labels = _merged(_current.get(), self._labels)
+        self._tokens.append(_current.set(labels))
+        _publish(labels)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _current.reset(self._tokens.pop())
+        _publish(_current.get())
+
+    def __call__(self, function):
+        if inspect.iscoroutinefunction(function):  # the block must span the awaits
+            @functools.wraps(function)
+            async def async_wrapper(*args, **kwargs):
+                with profiling_labels(**self._labels):
+                    return await function(*args, **kwargs)
+            return async_wrapper
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with profiling_labels(**self._labels):  # a fresh one: safe across threads
+                return function(*args, **kwargs)
+        return wrapper
+
+
+def set_labels(**labels: str) -> contextvars.Token:
+    """Merge labels into the current context until ``reset_labels(token)`` (for hooks that
+    start and end in two calls, such as request or task signals)."""
+    labels_now = _merged(_current.get(), _validated(labels))
+    token = _current.set(labels_now)
+    _publish(labels_now)
+    return token
+
+
+def reset_labels(token: contextvars.Token) -> None:
+    _current.reset(token)
+    _publish(_current.get())
+
+
+_used = False  # any labels seen in this process: engines without labels then say so
+
+
+def labels_used() -> bool:
+    return _used
+
+
+def _publish(labels: Labels) -> None:
+    """Make the labels visible to samplers: for this thread and, in asyncio, this task."""
+    global _used
+    if labels:
+        _used = True
+        _by_thread[threading.get_ident()] = labels
+    else:  # keeps the dict as small as the set of threads inside a block
+        _by_thread.pop(threading.get_ident(), None)
+    asyncio = sys.modules.get("asyncio")  # never imported here: only a program using it has tasks
+    if asyncio is not None:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop in this thread
+            return
+        if task is not None:
+            if labels:
+                _by_task[task] = labels
+            else:
+                _by_task.pop(task, None)
+
+
+def current_labels() -> dict[str, str]:
+    return dict(_current.get())
+
+
+def labels_of_thread(ident: int) -> Labels:
+    """The labels the thread ``ident`` runs under (see the module docstring), for samplers."""
+    return _by_thread.get(ident, ())
+
+
+def labels_of_task(task) -> Labels:
+    return _by_task.get(task, ())

@@ -1,0 +1,192 @@
+"""Labels on samples: profiling_labels and the collectors that attach them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from profiling_agent import collectors, profiling_labels
+from profiling_agent.collectors._common import ProfileBuilder
+from profiling_agent.labels import current_labels
+from profiling_agent.profile_format import (
+    LABEL_OVERFLOW_VALUE,
+    MAX_LABEL_CHARS,
+    MAX_LABEL_KEYS,
+    MAX_LABEL_VALUES_PER_KEY,
+)
+
+from .test_collectors import check_raw, running
+
+
+def labels_by_thread(profile: dict) -> dict[str, set]:
+    out: dict[str, set] = {}
+    for sample in profile["samples"]:
+        out.setdefault(sample["thread"], set()).add(
+            tuple(sorted(sample.get("labels", {}).items())))
+    return out
+
+
+def test_blocks_nest_merge_and_restore():
+    with profiling_labels(customer="acme", plan="free"):
+        with profiling_labels(plan="pro", region="eu"):
+            assert current_labels() == {"customer": "acme", "plan": "pro", "region": "eu"}
+        assert current_labels() == {"customer": "acme", "plan": "free"}
+    assert current_labels() == {}
+
+
+def test_the_decorator_labels_each_call():
+    @profiling_labels(job="report")
+    def work():
+        return current_labels()
+
+    assert work() == {"job": "report"}
+    assert current_labels() == {}
+
+
+def test_the_decorator_on_a_coroutine_function_spans_its_awaits():
+    @profiling_labels(job="sync")
+    async def work():
+        await asyncio.sleep(0)
+        return current_labels()
+
+    assert asyncio.run(work()) == {"job": "sync"}
+
+
+def test_bad_labels_are_refused_with_a_readable_message():
+    with pytest.raises(TypeError, match="must be a string"):
+        profiling_labels(customer=42)
+    with pytest.raises(ValueError, match=f"at most {MAX_LABEL_CHARS} characters"):
+        profiling_labels(customer="x" * (MAX_LABEL_CHARS + 1))
+    too_many = {f"k{i}": "v" for i in range(MAX_LABEL_KEYS + 1)}
+    with pytest.raises(ValueError, match=f"at most {MAX_LABEL_KEYS} labels"):
+        with profiling_labels(**too_many):
+            pass
+
+
+def labelled(customer: str, body):
+    def target(stop: threading.Event) -> None:
+        with profiling_labels(customer=customer):
+            body(stop)
+    return target
+
+
+def nap(stop: threading.Event) -> None:
+    while not stop.is_set():
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("profile_type", ["block", "goroutine"])
+def test_thread_sampler_samples_carry_their_threads_labels(profile_type):
+    with running(labelled("acme", nap), labelled("globex", nap), nap,
+                 names=["acme-worker", "globex-worker", "plain-worker"]):
+        profile = collectors.collect(profile_type, duration_seconds=2, sample_rate=50,
+                                     engine="thread-sampler")
+    check_raw(profile, profile_type, "thread-sampler")
+    seen = labels_by_thread(profile)
+    assert seen["acme-worker"] == {(("customer", "acme"),)}
+    assert seen["globex-worker"] == {(("customer", "globex"),)}
+    assert seen["plain-worker"] == {()}
+
+
+def test_mutex_samples_carry_the_waiting_threads_labels():
+    installed = collectors.install_lock_profiler()
+    try:
+        lock = threading.Lock()
+
+        def holder(stop: threading.Event) -> None:
+            while not stop.is_set():
+                with lock:
+                    time.sleep(0.005)
+                time.sleep(0.001)
+
+        def waiter(stop: threading.Event) -> None:
+            while not stop.is_set():
+                with lock:
+                    pass
+
+        with running(labelled("holder-co", holder), labelled("waiter-co", waiter),
+                     names=["holder", "waiter"]):
+            profile = collectors.collect("mutex", duration_seconds=2, sample_rate=100)
+    finally:
+        if installed:
+            collectors.uninstall_lock_profiler()
+    check_raw(profile, "mutex", "lock-wrapper")
+    seen = labels_by_thread(profile)
+    assert seen["waiter"] == {(("customer", "waiter-co"),)}
+    assert seen.get("holder", {(("customer", "holder-co"),)}) == {(("customer", "holder-co"),)}
+
+
+def test_a_label_set_inside_an_asyncio_task_stays_on_that_task():
+    ready = threading.Event()
+
+    def event_loop(stop: threading.Event) -> None:
+        async def acme_waits() -> None:
+            with profiling_labels(customer="acme"):
+                await asyncio.sleep(60)
+
+        async def globex_waits() -> None:
+            with profiling_labels(customer="globex"):
+                await asyncio.sleep(60)
+
+        async def main() -> None:
+            tasks = [asyncio.ensure_future(acme_waits()), asyncio.ensure_future(globex_waits())]
+            await asyncio.sleep(0.01)  # both tasks are inside their blocks now
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            for task in tasks:
+                task.cancel()
+
+        asyncio.run(main())
+
+    with running(event_loop, names=["loop"]):
+        assert ready.wait(5)
+        profile = collectors.collect("goroutine", duration_seconds=2, sample_rate=100,
+                                     engine="thread-sampler")
+    check_raw(profile, "goroutine", "thread-sampler")
+    by_function: dict[str, set] = {}
+    for sample in profile["samples"]:
+        if sample["thread"] != "asyncio tasks":
+            continue
+        for index in sample["stack"]:
+            function = profile["frames"][index]["function"]
+            by_function.setdefault(function, set()).add(
+                tuple(sorted(sample.get("labels", {}).items())))
+    assert by_function[
+        "test_a_label_set_inside_an_asyncio_task_stays_on_that_task.<locals>.event_loop"
+        ".<locals>.acme_waits"] == {(("customer", "acme"),)}
+    assert by_function[
+        "test_a_label_set_inside_an_asyncio_task_stays_on_that_task.<locals>.event_loop"
+        ".<locals>.globex_waits"] == {(("customer", "globex"),)}
+    assert current_labels() == {}  # nothing leaked into this thread's context
+
+
+def test_values_past_the_cap_become_the_overflow_value_and_are_counted():
+    builder = ProfileBuilder("cpu", "thread-sampler", 100)
+    stack = (builder.frame("work", "app.py", 1),)
+    extra = 30
+    for i in range(MAX_LABEL_VALUES_PER_KEY + extra):
+        builder.add(stack, 10, 2, "MainThread", (("customer", f"c{i}"),))
+    profile = builder.result(started_at=time.time(), duration_seconds=1, sample_count=0)
+    values = {s["labels"]["customer"] for s in profile["samples"]}
+    assert len(values) == MAX_LABEL_VALUES_PER_KEY + 1
+    assert LABEL_OVERFLOW_VALUE in values
+    overflow = [s for s in profile["samples"] if s["labels"]["customer"] == LABEL_OVERFLOW_VALUE]
+    assert len(overflow) == 1 and overflow[0]["count"] == 2 * extra  # merged into one sample
+    assert profile["labelsOverflow"] == 2 * extra
+    assert any(LABEL_OVERFLOW_VALUE in note for note in profile["notes"])
+    # a value seen before the cap was reached keeps being itself
+    builder.add(stack, 10, 1, "MainThread", (("customer", "c0"),))
+    assert builder.labels_overflow == 2 * extra
+
+
+def test_an_engine_without_labels_says_so_once_labels_are_in_use():
+    with profiling_labels(customer="acme"):  # labels have been used in this process
+        pass
+    with running(nap, names=["plain-worker"]):
+        profile = collectors.collect("cpu", duration_seconds=1, sample_rate=50, engine="yappi")
+    check_raw(profile, "cpu", "yappi")
+    assert "yappi does not attach labels: its samples carry none" in profile["notes"]
+    assert not any("labels" in sample for sample in profile["samples"])
