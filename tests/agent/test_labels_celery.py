@@ -12,7 +12,8 @@ from profiling_agent import integrations  # noqa: E402
 from profiling_agent.labels import current_labels, labels_of_thread  # noqa: E402
 from profiling_agent.profile_format import LABEL_TASK  # noqa: E402
 
-app = celery.Celery("labels_test", broker="memory://", backend="cache+memory://")
+# not the current app: the platform's tasks (shared_task) must keep resolving to the platform's
+app = celery.Celery("labels_test", broker="memory://", backend="cache+memory://", set_as_current=False)
 
 
 @app.task(name="reports.build")

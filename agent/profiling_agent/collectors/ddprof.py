@@ -227,8 +227,9 @@ class _Session:
     def join(self, run: _Run) -> None:
         self.load()
         with self.lock:
+            # what was sampled before this run joined belongs to the runs already collecting
+            self._flush()
             if self.profiler is None or (run.memory and not self.with_memory):
-                self._flush()
                 self._start(run.memory or self.with_memory)
             self.runs.add(run)
             self._set_rate()
