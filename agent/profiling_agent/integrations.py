@@ -43,6 +43,22 @@ def _clip(text: str) -> str:
     return text[:MAX_LABEL_CHARS]
 
 
+def _labels_or_none(**labels: str) -> contextvars.Token | None:
+    """set_labels, except that no request or task fails for labels (the host's own labels may
+    already fill every slot): then it runs unlabelled, and the agent logs why once."""
+    try:
+        return set_labels(**labels)
+    except (TypeError, ValueError) as exc:
+        global _warned
+        if not _warned:
+            _warned = True
+            log.warning("profiles agent: a request or task runs without automatic labels: %s", exc)
+        return None
+
+
+_warned = False
+
+
 def _install_django() -> None:
     from django.core.handlers.base import BaseHandler
     from django.core.signals import request_finished
@@ -52,8 +68,9 @@ def _install_django() -> None:
     def resolve_request(self, request):
         match = original(self, request)
         _end_request()  # a previous request of this context that did not finish cleanly
-        _request_token.set(set_labels(**{LABEL_VIEW: _clip(match._func_path),
-                                         LABEL_ROUTE: _clip(match.route or "")}))
+        view = getattr(match, "_func_path", None) or getattr(match, "view_name", None) or ""
+        _request_token.set(_labels_or_none(**{LABEL_VIEW: _clip(str(view)),
+                                              LABEL_ROUTE: _clip(str(match.route or ""))}))
         return match
 
     BaseHandler.resolve_request = resolve_request
@@ -84,7 +101,9 @@ def _install_celery() -> None:
 
 def _on_task_prerun(task_id=None, task=None, **_kwargs) -> None:
     if task_id is not None and task is not None:
-        _task_tokens[task_id] = set_labels(**{LABEL_TASK: _clip(task.name)})
+        token = _labels_or_none(**{LABEL_TASK: _clip(str(task.name))})
+        if token is not None:
+            _task_tokens[task_id] = token
 
 
 def _on_task_postrun(task_id=None, **_kwargs) -> None:

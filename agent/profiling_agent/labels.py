@@ -22,7 +22,7 @@ import sys
 import threading
 import weakref
 
-from .profile_format import MAX_LABEL_CHARS, MAX_LABEL_KEYS
+from .profile_format import LABEL_THREAD, MAX_LABEL_CHARS, MAX_LABEL_KEYS
 
 Labels = tuple  # sorted ((key, value), ...): hashable, so it can be part of an aggregation key
 
@@ -33,6 +33,8 @@ _by_task: weakref.WeakKeyDictionary[object, Labels] = weakref.WeakKeyDictionary(
 
 def _validated(labels: dict) -> dict[str, str]:
     for key, value in labels.items():
+        if key == LABEL_THREAD:  # the platform refuses an upload whose labels hold it
+            raise ValueError(f"label {key!r} is every sample's own thread name: choose another key")
         if not isinstance(value, str):
             raise TypeError(f"label {key!r}: the value must be a string, not {type(value).__name__}")
         if not key or len(key) > MAX_LABEL_CHARS or len(value) > MAX_LABEL_CHARS:

@@ -17,7 +17,7 @@ from profiling_agent.profile_format import (
     MAX_LABEL_VALUES_PER_KEY,
 )
 
-from .test_collectors import check_raw, running
+from .test_collectors import _lock_workload, check_raw, lock_profiler, running  # noqa: F401 - a fixture
 
 
 def labels_by_thread(profile: dict) -> dict[str, set]:
@@ -59,6 +59,8 @@ def test_bad_labels_are_refused_with_a_readable_message():
         profiling_labels(customer=42)
     with pytest.raises(ValueError, match=f"at most {MAX_LABEL_CHARS} characters"):
         profiling_labels(customer="x" * (MAX_LABEL_CHARS + 1))
+    with pytest.raises(ValueError, match="own thread name"):
+        profiling_labels(thread="worker-1")  # the sample's thread is the label "thread" already
     too_many = {f"k{i}": "v" for i in range(MAX_LABEL_KEYS + 1)}
     with pytest.raises(ValueError, match=f"at most {MAX_LABEL_KEYS} labels"):
         with profiling_labels(**too_many):
@@ -90,28 +92,12 @@ def test_thread_sampler_samples_carry_their_threads_labels(profile_type):
     assert seen["plain-worker"] == {()}
 
 
+@pytest.mark.usefixtures("lock_profiler")
 def test_mutex_samples_carry_the_waiting_threads_labels():
-    installed = collectors.install_lock_profiler()
-    try:
-        lock = threading.Lock()
-
-        def holder(stop: threading.Event) -> None:
-            while not stop.is_set():
-                with lock:
-                    time.sleep(0.005)
-                time.sleep(0.001)
-
-        def waiter(stop: threading.Event) -> None:
-            while not stop.is_set():
-                with lock:
-                    pass
-
-        with running(labelled("holder-co", holder), labelled("waiter-co", waiter),
-                     names=["holder", "waiter"]):
-            profile = collectors.collect("mutex", duration_seconds=2, sample_rate=100)
-    finally:
-        if installed:
-            collectors.uninstall_lock_profiler()
+    holder, waiter = _lock_workload(threading.Lock())
+    with running(labelled("holder-co", holder), labelled("waiter-co", waiter),
+                 names=["holder", "waiter"]):
+        profile = collectors.collect("mutex", duration_seconds=2, sample_rate=100)
     check_raw(profile, "mutex", "lock-wrapper")
     seen = labels_by_thread(profile)
     assert seen["waiter"] == {(("customer", "waiter-co"),)}

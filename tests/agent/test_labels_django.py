@@ -80,3 +80,18 @@ def test_block_grouped_by_route_gives_each_view_its_share(settings):
     expected_costly = WAITED["costly"] / measured
     assert abs(by_route["report/"] / profiled - expected_costly) < 0.05, (by_route, WAITED)
     assert set(by_route) == {"items/<int:pk>/", "report/"}
+
+
+def test_a_request_whose_labels_are_full_is_served_unlabelled(settings):
+    """Every label slot taken by the host's own labels: the request still succeeds."""
+    from profiling_agent import profiling_labels
+    from profiling_agent.labels import current_labels
+    from profiling_agent.profile_format import MAX_LABEL_KEYS
+
+    settings.ALLOWED_HOSTS = ["testserver"]
+    integrations.install()
+    full = {f"k{i}": "v" for i in range(MAX_LABEL_KEYS)}
+    with profiling_labels(**full):
+        response = Client().get("/report/")
+        assert current_labels() == full
+    assert response.status_code == 200 and response.content == b"costly"
