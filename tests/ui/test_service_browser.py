@@ -45,11 +45,16 @@ def test_drag_a_range_see_its_merge_and_focus_a_function_from_the_table(page, op
 
     # Drag across the second quarter of the timeline's plot.
     svg = page.locator("svg.timeline")
-    box = svg.bounding_box()
-    scale = box["width"] / 1240  # the chart's viewBox width
-    left = box["x"] + float(svg.get_attribute("data-left")) * scale
-    width = float(svg.get_attribute("data-width")) * scale
-    y = box["y"] + box["height"] / 2
+
+    def plot_geometry() -> tuple[float, float, float]:
+        """(left, width, middle y) of the timeline's plot in the viewport, as it is now."""
+        svg.scroll_into_view_if_needed()
+        box = svg.bounding_box()
+        scale = box["width"] / 1240  # the chart's viewBox width
+        return (box["x"] + float(svg.get_attribute("data-left")) * scale,
+                float(svg.get_attribute("data-width")) * scale, box["y"] + box["height"] / 2)
+
+    left, width, y = plot_geometry()
     page.mouse.move(left + width * 0.25, y)
     page.mouse.down()
     page.mouse.move(left + width * 0.4, y, steps=5)
@@ -101,11 +106,12 @@ def test_drag_a_range_see_its_merge_and_focus_a_function_from_the_table(page, op
     )
     frame = page.locator(f'svg.flamegraph g.fr[data-i="{focused}"]')
     assert "match" in frame.get_attribute("class")
-    width = float(frame.locator("rect").get_attribute("width"))
-    assert width == pytest.approx(page.locator("svg.flamegraph").bounding_box()["width"], rel=0.02)
+    frame_width = float(frame.locator("rect").get_attribute("width"))
+    assert frame_width == pytest.approx(page.locator("svg.flamegraph").bounding_box()["width"], rel=0.02)
     shot(page, "service-sandwich")
 
     # Shift-drag picks the base range: the same range now shows the differential flame graph.
+    left, width, y = plot_geometry()  # the table and the sandwich above may have moved it
     page.keyboard.down("Shift")
     page.mouse.move(left + width * 0.6, y)
     page.mouse.down()
