@@ -335,16 +335,18 @@ def test_block_blames_the_sleeping_thread(engine):
     assert sleeping_leaf == {"napper"}
 
 
-def loop_with_pending_tasks(ready: threading.Event):
-    """A thread target for `running`: an asyncio loop whose main() keeps three tasks pending
-    until stopped; `ready` is set once they exist."""
+def loop_with_pending_tasks(ready: threading.Event, *coroutines):
+    """A thread target for `running`: an asyncio loop whose main() keeps tasks pending until
+    stopped, one per coroutine function (default: three that only wait); `ready` is set once
+    each has run to its first await."""
+
+    async def pending_task() -> None:
+        await asyncio.sleep(60)
 
     def event_loop(stop: threading.Event) -> None:
-        async def pending_task() -> None:
-            await asyncio.sleep(60)
-
         async def main() -> None:
-            tasks = [asyncio.ensure_future(pending_task()) for _ in range(3)]
+            tasks = [asyncio.ensure_future(make()) for make in coroutines or [pending_task] * 3]
+            await asyncio.sleep(0)  # the new tasks run to their first await before main resumes
             ready.set()
             while not stop.is_set():
                 await asyncio.sleep(0.05)

@@ -17,7 +17,13 @@ from profiling_agent.profile_format import (
     MAX_LABEL_VALUES_PER_KEY,
 )
 
-from .test_collectors import _lock_workload, check_raw, lock_profiler, running  # noqa: F401 - a fixture
+from .test_collectors import (  # noqa: F401 - a fixture
+    _lock_workload,
+    check_raw,
+    lock_profiler,
+    loop_with_pending_tasks,
+    running,
+)
 
 
 def labels_by_thread(profile: dict) -> dict[str, set]:
@@ -107,26 +113,15 @@ def test_mutex_samples_carry_the_waiting_threads_labels():
 def test_a_label_set_inside_an_asyncio_task_stays_on_that_task():
     ready = threading.Event()
 
-    def event_loop(stop: threading.Event) -> None:
-        async def acme_waits() -> None:
-            with profiling_labels(customer="acme"):
-                await asyncio.sleep(60)
+    async def acme_waits() -> None:
+        with profiling_labels(customer="acme"):
+            await asyncio.sleep(60)
 
-        async def globex_waits() -> None:
-            with profiling_labels(customer="globex"):
-                await asyncio.sleep(60)
+    async def globex_waits() -> None:
+        with profiling_labels(customer="globex"):
+            await asyncio.sleep(60)
 
-        async def main() -> None:
-            tasks = [asyncio.ensure_future(acme_waits()), asyncio.ensure_future(globex_waits())]
-            await asyncio.sleep(0.01)  # both tasks are inside their blocks now
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            for task in tasks:
-                task.cancel()
-
-        asyncio.run(main())
-
+    event_loop = loop_with_pending_tasks(ready, acme_waits, globex_waits)
     with running(event_loop, names=["loop"]):
         assert ready.wait(5)
         profile = collectors.collect("goroutine", duration_seconds=2, sample_rate=100,
@@ -140,12 +135,9 @@ def test_a_label_set_inside_an_asyncio_task_stays_on_that_task():
             function = profile["frames"][index]["function"]
             by_function.setdefault(function, set()).add(
                 tuple(sorted(sample.get("labels", {}).items())))
-    assert by_function[
-        "test_a_label_set_inside_an_asyncio_task_stays_on_that_task.<locals>.event_loop"
-        ".<locals>.acme_waits"] == {(("customer", "acme"),)}
-    assert by_function[
-        "test_a_label_set_inside_an_asyncio_task_stays_on_that_task.<locals>.event_loop"
-        ".<locals>.globex_waits"] == {(("customer", "globex"),)}
+    here = "test_a_label_set_inside_an_asyncio_task_stays_on_that_task.<locals>."
+    assert by_function[here + "acme_waits"] == {(("customer", "acme"),)}
+    assert by_function[here + "globex_waits"] == {(("customer", "globex"),)}
     assert current_labels() == {}  # nothing leaked into this thread's context
 
 

@@ -69,8 +69,6 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True  # alive, another user's
     except OSError:
-        return True
+        return True  # alive, another user's (PermissionError): not ours to judge
     return True

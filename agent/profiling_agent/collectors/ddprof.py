@@ -429,9 +429,11 @@ def _reroot_torn_stacks(kept: list, builder: ProfileBuilder) -> list:
         for entry in entries:
             stack, value, count, thread, tid = entry
             total += value
-            matches = complete_by_leaf.get(stack[-1]) if stack[0] != entry_root else None
-            if stack[0] != entry_root:
-                torn += value
+            if stack[0] == entry_root:
+                out.append(entry)
+                continue
+            torn += value
+            matches = complete_by_leaf.get(stack[-1])
             if not matches:
                 out.append(entry)
                 continue
