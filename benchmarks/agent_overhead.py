@@ -240,15 +240,35 @@ def labelled_loop(iterations: int, with_labels: bool) -> float:
 
 
 def measure_labels(rounds: int, scale: float) -> None:
+    """Twice: with no profile collecting, then while a cpu window of the in-process sampler
+    collects (each block then also tags its thread in the native sampler)."""
+    from profiling_agent import collectors
+    from profiling_agent.collectors import ddprof
+
     iterations = max(1000, int(200_000 * scale))
-    ratios, extra = [], []
-    for _ in range(rounds):  # interleaved so drifting load hits both alike
-        plain = labelled_loop(iterations, False)
-        labelled = labelled_loop(iterations, True)
-        ratios.append(labelled / plain)
-        extra.append((labelled - plain) / iterations)
-    print(f"labels: {iterations} blocks a round, {rounds} rounds: time ratio with/without "
-          f"{statistics.median(ratios):.3f}, {statistics.median(extra) * 1e6:.2f} us a block")
+    for while_sampling in (False, True):
+        if while_sampling and not ddprof.available():
+            print("labels while the stack sampler runs: the in-process sampler is not installed")
+            return
+        stop = threading.Event()
+        window = threading.Thread(target=collectors.collect, args=("cpu",), kwargs={
+            "duration_seconds": 3600, "sample_rate": 100, "stop_event": stop})
+        if while_sampling:
+            window.start()
+            time.sleep(1)  # the sampler has started
+        ratios, extra = [], []
+        for _ in range(rounds):  # interleaved so drifting load hits both alike
+            plain = labelled_loop(iterations, False)
+            labelled = labelled_loop(iterations, True)
+            ratios.append(labelled / plain)
+            extra.append((labelled - plain) / iterations)
+        stop.set()
+        if while_sampling:
+            window.join()
+        when = "while the stack sampler runs" if while_sampling else "no profile collecting"
+        print(f"labels, {when}: {iterations} blocks a round, {rounds} rounds: time ratio "
+              f"with/without {statistics.median(ratios):.3f}, "
+              f"{statistics.median(extra) * 1e6:.2f} us a block")
 
 
 def main() -> None:

@@ -11,6 +11,10 @@ thread, it is the labels of whichever task last entered or left a block, not nec
 task that runs at sample time. So inside an asyncio task the labels are also kept per task
 (``_by_task``, weak keys) and the goroutine sampler, which samples each pending task, reads
 them there (``labels_of_task``): a task's own Context is not readable before Python 3.12.
+
+A native sampler (ddtrace's, collectors/ddprof.py) cannot read ``_by_thread`` while it samples:
+while it runs it registers a ``sampler_link`` that every publish calls in the publishing thread,
+so the sampler tags that thread's samples from then on.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import inspect
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 
 from .profile_format import LABEL_THREAD, MAX_LABEL_CHARS, MAX_LABEL_KEYS
 
@@ -29,6 +34,7 @@ Labels = tuple  # sorted ((key, value), ...): hashable, so it can be part of an 
 _current: contextvars.ContextVar[Labels] = contextvars.ContextVar("profiling_labels", default=())
 _by_thread: dict[int, Labels] = {}
 _by_task: weakref.WeakKeyDictionary[object, Labels] = weakref.WeakKeyDictionary()
+_sampler_link: Callable[[Labels], None] | None = None  # see the module docstring
 
 
 def _validated(labels: dict) -> dict[str, str]:
@@ -112,6 +118,9 @@ def _publish(labels: Labels) -> None:
         _by_thread[threading.get_ident()] = labels
     else:  # keeps the dict as small as the set of threads inside a block
         _by_thread.pop(threading.get_ident(), None)
+    link = _sampler_link
+    if link is not None:
+        link(labels)
     asyncio = sys.modules.get("asyncio")  # never imported here: only a program using it has tasks
     if asyncio is not None:
         try:
@@ -136,3 +145,14 @@ def labels_of_thread(ident: int) -> Labels:
 
 def labels_of_task(task) -> Labels:
     return _by_task.get(task, ())
+
+
+def threads_labelled() -> dict[int, Labels]:
+    """thread ident -> labels, of every thread inside a labels block now."""
+    return dict(_by_thread)
+
+
+def set_sampler_link(link: Callable[[Labels], None] | None) -> None:
+    """Register (or, with None, remove) the function every publish calls; it must not raise."""
+    global _sampler_link
+    _sampler_link = link

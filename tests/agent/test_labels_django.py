@@ -1,7 +1,7 @@
 """Django requests get the view and route labels without any change to the settings.
 
-The views wait (off CPU) for known times and the block profile is grouped by route: the
-CPU stack sampler (ddtrace) does not attach labels yet, the thread sampler does."""
+Two pairs of views of known cost: two that wait (off CPU) for known times, for block profiles
+grouped by route, and two that use known CPU (their own thread clock), for cpu profiles."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ from django.urls import path  # noqa: E402
 from profiling_agent import collectors, integrations  # noqa: E402
 from profiling_agent.profile_format import LABEL_ROUTE, LABEL_VIEW  # noqa: E402
 
+from .test_collectors import needs_in_process  # noqa: E402
+
 pytestmark = pytest.mark.urls(__name__)
 
 WAITED: dict[str, float] = {"cheap": 0.0, "costly": 0.0}  # seconds each view waited
 _waited_lock = threading.Lock()
+BURNED: dict[str, float] = {"cheap": 0.0, "costly": 0.0}  # CPU seconds each view used
 
 
 def _wait(name: str, seconds: float) -> HttpResponse:
@@ -39,15 +42,35 @@ def costly_view(request):
     return _wait("costly", 0.03)
 
 
+def _burn(name: str, seconds: float) -> HttpResponse:
+    start = time.thread_time()
+    while time.thread_time() - start < seconds:
+        pass
+    with _waited_lock:
+        BURNED[name] += time.thread_time() - start
+    return HttpResponse(name)
+
+
+def cheap_cpu_view(request, pk):
+    return _burn("cheap", 0.02)
+
+
+def costly_cpu_view(request):
+    return _burn("costly", 0.06)
+
+
 urlpatterns = [
     path("items/<int:pk>/", cheap_view),
     path("report/", costly_view),
+    path("cpu/items/<int:pk>/", cheap_cpu_view),
+    path("cpu/report/", costly_cpu_view),
 ]
 
 
-def test_block_grouped_by_route_gives_each_view_its_share(settings):
-    settings.ALLOWED_HOSTS = ["testserver"]
-    integrations.install()
+def _profile_while_serving(urls: tuple[str, ...], profile_type: str, engine: str | None,
+                           spent: dict[str, float]) -> tuple[dict, dict[str, float]]:
+    """One client thread per URL requests it in a loop while a window collects; returns the
+    profile and what each view spent during the window."""
     stop = threading.Event()
 
     def drive(url: str) -> None:
@@ -55,17 +78,24 @@ def test_block_grouped_by_route_gives_each_view_its_share(settings):
         while not stop.is_set():
             assert client.get(url).status_code == 200
 
-    workers = [threading.Thread(target=drive, args=(url,), daemon=True)
-               for url in ("/items/7/", "/report/")]
+    workers = [threading.Thread(target=drive, args=(url,), daemon=True) for url in urls]
     for worker in workers:
         worker.start()
     try:
-        profile = collectors.collect("block", duration_seconds=3, sample_rate=100,
-                                     engine="thread-sampler")
+        with _waited_lock:
+            before = dict(spent)
+        profile = collectors.collect(profile_type, duration_seconds=6, sample_rate=100,
+                                     engine=engine)
+        with _waited_lock:
+            during = {name: spent[name] - before[name] for name in spent}
     finally:
         stop.set()
         for worker in workers:
             worker.join(10)
+    return profile, during
+
+
+def _by_route(profile: dict) -> tuple[dict[str, int], set[str]]:
     by_route: dict[str, int] = {}
     views = set()
     for sample in profile["samples"]:
@@ -73,13 +103,36 @@ def test_block_grouped_by_route_gives_each_view_its_share(settings):
         if LABEL_ROUTE in labels:
             by_route[labels[LABEL_ROUTE]] = by_route.get(labels[LABEL_ROUTE], 0) + sample["value"]
             views.add(labels[LABEL_VIEW])
+    return by_route, views
+
+
+@needs_in_process
+def test_cpu_grouped_by_route_gives_each_view_its_share(settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    integrations.install()
+    profile, burned = _profile_while_serving(("/cpu/items/7/", "/cpu/report/"), "cpu", None,
+                                             BURNED)
+    assert profile["engine"] == "stack-sampler"
+    by_route, views = _by_route(profile)
+    assert views == {f"{__name__}.cheap_cpu_view", f"{__name__}.costly_cpu_view"}
+    assert set(by_route) == {"cpu/items/<int:pk>/", "cpu/report/"}
+    expected_costly = burned["costly"] / sum(burned.values())
+    profiled_costly = by_route["cpu/report/"] / sum(by_route.values())
+    assert abs(profiled_costly - expected_costly) < 0.05, (by_route, burned)
+
+
+@pytest.mark.parametrize("engine", ["thread-sampler",
+                                    pytest.param("stack-sampler", marks=needs_in_process)])
+def test_block_grouped_by_route_gives_each_view_its_share(settings, engine):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    integrations.install()
+    profile, waited = _profile_while_serving(("/items/7/", "/report/"), "block", engine, WAITED)
+    by_route, views = _by_route(profile)
     assert views == {f"{__name__}.cheap_view", f"{__name__}.costly_view"}
-    measured = sum(WAITED.values())
-    profiled = sum(by_route.values())
-    # the measured waits cover the whole run, the profile one window: compare shares
-    expected_costly = WAITED["costly"] / measured
-    assert abs(by_route["report/"] / profiled - expected_costly) < 0.05, (by_route, WAITED)
     assert set(by_route) == {"items/<int:pk>/", "report/"}
+    expected_costly = waited["costly"] / sum(waited.values())
+    profiled_costly = by_route["report/"] / sum(by_route.values())
+    assert abs(profiled_costly - expected_costly) < 0.05, (by_route, waited)
 
 
 def test_a_request_whose_labels_are_full_is_served_unlabelled(settings):

@@ -13,6 +13,14 @@ intervals (mean ``PROFILING_ALLOC_SAMPLE_BYTES``, default 512 KiB) and takes the
 sampled ones only; values are scaled so totals are unbiased. alloc = every sampled allocation
 in the window (bytes, count); memory = sampled allocations still live at the window's end.
 
+Labels (``profiling_labels``, the Django route, the Celery task) reach the stack sampler's
+samples through ddtrace's span link, its native per-thread tag meant for tracing spans: while the
+profiler runs, every labels publish links the publishing thread to an id standing for its label
+set (``_LabelLinks``), the sampler writes that id into each of the thread's samples as the
+``span id`` label, and the flush turns ids back into labels. So a sample carries the labels its
+thread ran under when it was taken. A sampled asyncio task takes its own labels where it set any.
+The allocation hook records no such tag: memory and alloc samples carry no labels.
+
 Known bias: the CPU a thread used since its previous sample goes to the stack it shows now, so
 CPU spent just before a thread stops (a sleep, a GIL hand-over) lands where it waits: bursts far
 shorter than the sample interval show up in their caller's pause, and with threads contending
@@ -45,6 +53,7 @@ import signal
 import threading
 from collections.abc import Iterable
 
+from .. import labels as labels_api
 from ..profile_format import DEFAULT_ALLOC_SAMPLE_BYTES
 from . import _overhead, _pprof, _tempfiles, threads
 from ._common import (
@@ -189,6 +198,84 @@ def _track_running_event_loops(_stack) -> None:
             pass
 
 
+_LABELS = "labels"  # the key a decoded sample's label set is kept under (ddtrace has none such)
+_LABEL_ID_MASK = (1 << 63) - 1  # ids stay positive in pprof's signed numeric labels
+_LABEL_IDS_KEPT = 4096  # the id table is pruned past this many label sets
+
+
+class _LabelLinks:
+    """Label sets <-> the ids the native sampler tags samples with (see the module docstring).
+
+    An id is the label set's hash, so the same labels entered by many requests are one entry.
+    The table keeps every id a sample could still carry: published since the previous flush,
+    or held by a thread now. Threads that were inside a block when the profiler started have not
+    linked yet (ddtrace starts with no links): until they publish again, their samples take the
+    labels they held at the start.
+    """
+
+    def __init__(self) -> None:
+        self.stack = None  # ddtrace's native module, while the profiler runs
+        self.ids: dict[int, labels_api.Labels] = {}
+        self.recent: set[int] = set()  # published since the previous flush
+        self.held_at_start: dict[int, labels_api.Labels] = {}
+
+    @staticmethod
+    def _id(labels: labels_api.Labels) -> int:
+        return hash(labels) & _LABEL_ID_MASK or 1
+
+    def link(self, labels: labels_api.Labels) -> None:
+        """Called by every labels publish, in the publishing thread; never raises."""
+        stack = self.stack
+        if stack is None:
+            return
+        if self.held_at_start:
+            self.held_at_start.pop(threading.get_ident(), None)
+        try:
+            if labels:
+                label_id = self._id(labels)
+                self.ids[label_id] = labels  # before the link: a sample never carries an unknown id
+                self.recent.add(label_id)
+                stack.link_span(label_id, label_id, None)
+            else:
+                stack.clear_span()
+        except Exception:  # noqa: BLE001 - a tag lost is a sample unlabelled, never the host's error
+            pass
+
+    def started(self, stack) -> None:
+        self.held_at_start = labels_api.threads_labelled()
+        self.stack = stack
+        labels_api.set_sampler_link(self.link)
+
+    def stopped(self) -> None:
+        labels_api.set_sampler_link(None)
+        self.stack = None
+        self.held_at_start = {}
+
+    def begin_flush(self) -> set[int]:
+        recent, self.recent = self.recent, set()
+        return recent
+
+    def label(self, profile: _pprof.Profile, recent: set[int]) -> None:
+        """Put each sample's label set under ``_LABELS``; then prune the table."""
+        tasks = {}
+        if any("task id" in sample.labels for sample in profile.samples):
+            tasks = {id(task): task for task in threads.pending_tasks()}
+        for sample in profile.samples:
+            tags = sample.labels
+            task = tasks.get(tags.get("task id"))
+            labels = labels_api.labels_of_task(task) if task is not None else ()
+            if not labels:
+                label_id = tags.get("span id")
+                labels = (self.ids.get(label_id, ()) if label_id
+                          else self.held_at_start.get(tags.get("thread id"), ()))
+            tags[_LABELS] = labels
+        if len(self.ids) > _LABEL_IDS_KEPT:
+            keep = recent | self.recent | {self._id(labels) for labels in
+                                           labels_api.threads_labelled().values()}
+            for label_id in [label_id for label_id in self.ids if label_id not in keep]:
+                self.ids.pop(label_id, None)
+
+
 class _Run:
     """What one collect() call gathers from the shared sampler's flushes."""
 
@@ -218,6 +305,7 @@ class _Session:
         self.native_tids: set[int] = set()
         self.classes = None
         self.idle_timer: threading.Timer | None = None
+        self.label_links = _LabelLinks()
 
     def load(self) -> None:
         with self.lock:
@@ -297,6 +385,7 @@ class _Session:
         with _host_signal_handlers_kept():
             profiler.start()
         _track_running_event_loops(_stack)
+        self.label_links.started(_stack)
         self.native_tids = _overhead.task_ids() - before
         _overhead.register_native_threads(self.native_tids)
         self.profiler, self.with_memory = profiler, memory
@@ -304,6 +393,7 @@ class _Session:
     def _stop(self) -> None:
         if self.profiler is not None:
             profiler, self.profiler = self.profiler, None
+            self.label_links.stopped()
             profiler.stop(flush=True)  # written and discarded: nothing left for the next start
             _overhead.forget_native_threads(self.native_tids)
             self.native_tids = set()
@@ -333,6 +423,7 @@ class _Session:
     def _flush(self) -> None:
         if self.profiler is None:
             return
+        recent_labels = self.label_links.begin_flush()
         self.profiler._scheduler.flush()
         paths = self._files(".pprof")
         profiles = []
@@ -345,6 +436,7 @@ class _Session:
                     run.error = f"the in-process sampler wrote an unreadable profile: {exc}"
         self._discard_files()
         for profile in profiles:
+            self.label_links.label(profile, recent_labels)
             for run in self.runs:
                 run.absorb(profile)
 
@@ -355,6 +447,7 @@ class _Session:
         self.idle_timer = None  # the parent's thread: not in the child
         if self.profiler is not None:
             profiler, self.profiler = self.profiler, None
+            self.label_links.stopped()
             try:
                 profiler.stop(flush=False)  # ddtrace restarted its sampler in the child
             except Exception:  # noqa: BLE001 - nothing a child could do about it
@@ -410,11 +503,12 @@ def _reroot_torn_stacks(kept: list, builder: ProfileBuilder) -> list:
     ``ast`` frames instead of the thread's entry (5-12 % of a busy thread's CPU), and the
     function that called the recursion lost a third of its share. Per thread (and task), the
     root most of its samples share is its entry; a sample rooted elsewhere is torn, and its
-    weight goes to the complete stacks of that thread ending in the same leaf frame, in
-    proportion to theirs (its count to the heaviest). A torn stack with no such match stays."""
+    weight goes to the complete stacks of that thread (and labels) ending in the same leaf
+    frame, in proportion to theirs (its count to the heaviest). A torn stack with no such
+    match stays."""
     groups: dict[tuple, list] = {}
     for entry in kept:
-        groups.setdefault((entry[3], entry[4]), []).append(entry)
+        groups.setdefault(entry[3:], []).append(entry)
     out: list = []
     torn = moved = total = 0.0
     for entries in groups.values():
@@ -427,7 +521,7 @@ def _reroot_torn_stacks(kept: list, builder: ProfileBuilder) -> list:
             if entry[0][0] == entry_root:
                 complete_by_leaf.setdefault(entry[0][-1], []).append(entry)
         for entry in entries:
-            stack, value, count, thread, tid = entry
+            stack, value, count, *rest = entry
             total += value
             if stack[0] == entry_root:
                 out.append(entry)
@@ -442,7 +536,7 @@ def _reroot_torn_stacks(kept: list, builder: ProfileBuilder) -> list:
             heaviest = max(matches, key=lambda match: match[1])
             for match in matches:
                 out.append((match[0], value * match[1] / weight,
-                            count if match is heaviest else 0, thread, tid))
+                            count if match is heaviest else 0, *rest))
     if torn > 0:
         builder.notes.append(
             f"{100 * torn / total:.1f} % of the sampled time came with a torn stack (copied while "
@@ -468,8 +562,8 @@ def _scale_to_thread_clocks(kept: list, cpu: ThreadCpu, builder: ProfileBuilder)
         held = 100 * sum(sampled[tid] for tid in factors) / clocks
         builder.notes.append("per-thread totals set to each thread's CPU clock over the window "
                              f"(the samples' own CPU deltas held {held:.0f} % of it)")
-    return [(stack, value * factors.get(tid, 1.0), count, thread, tid)
-            for stack, value, count, thread, tid in kept]
+    return [(stack, value * factors.get(tid, 1.0), count, thread, tid, labels)
+            for stack, value, count, thread, tid, labels in kept]
 
 
 def _leave_out_runqueue_waits(kept: list, cpu: ThreadCpu, elapsed_ns: int,
@@ -488,8 +582,8 @@ def _leave_out_runqueue_waits(kept: list, cpu: ThreadCpu, elapsed_ns: int,
             off_cpu = elapsed_ns - cpu.used_ns(tid) - cpu.runqueue_ns(tid)
             factors[tid] = min(1.0, max(0.0, off_cpu) / total)
     builder.notes.append("per thread, time runnable but waiting for a core is left out")
-    return [(stack, value * factors.get(tid, 1.0), count, thread, tid)
-            for stack, value, count, thread, tid in kept]
+    return [(stack, value * factors.get(tid, 1.0), count, thread, tid, labels)
+            for stack, value, count, thread, tid, labels in kept]
 
 
 def _value_columns(profile: _pprof.Profile, names: Iterable[str]) -> list[int]:
@@ -528,7 +622,9 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         return builder.frame(name, file, first)
 
     passes: dict[int, int] = {}
-    kept: list[tuple[tuple[int, ...], float, int, str, object]] = []
+    # (stack, value, count, thread name, thread native id, labels)
+    kept: list[tuple[tuple[int, ...], float, int, str, object, tuple]] = []
+    labelled = profile_type in ("cpu", "block", "goroutine")  # the allocation hook has no tags
     for profile in run.flushes:
         index = _value_columns(profile, columns)
         passes_column = profile.sample_types.index("wall-samples")
@@ -551,15 +647,16 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
             if not stack:
                 continue  # all the agent's own frames: its work, not the host's
             kept.append((stack, value, count, _thread_name(sample.labels, names),
-                         sample.labels.get("thread native id")))
+                         sample.labels.get("thread native id"),
+                         sample.labels.get(_LABELS, ()) if labelled else ()))
     kept = _reroot_torn_stacks(kept, builder)
     if profile_type == "cpu":
         kept = _scale_to_thread_clocks(kept, cpu, builder)
     elif profile_type == "block":
         kept = _leave_out_runqueue_waits(kept, cpu, int(elapsed * 1e9), builder)
     count_total = value_total = 0
-    for stack, value, count, thread, _tid in kept:
-        builder.add(stack, value, count, thread)
+    for stack, value, count, thread, _tid, labels in kept:
+        builder.add(stack, value, count, thread, labels)
         count_total += count
         value_total += value
     if profile_type in ("cpu", "block", "goroutine"):
