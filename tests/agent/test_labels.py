@@ -149,7 +149,8 @@ def test_stack_sampler_cpu_splits_a_thread_by_the_labels_it_ran_under():
             by_customer[sample.get("labels", {}).get("customer", "")] += sample["value"]
     profiled, measured = sum(by_customer.values()), sum(during.values())
     for key in spent:
-        assert abs(by_customer[key] / profiled - during[key] / measured) < 0.05, (by_customer, during)
+        assert abs(by_customer[key] / profiled - during[key] / measured) < 0.05, (
+            by_customer, during, profile["notes"])
     assert "stack-sampler does not attach labels: its samples carry none" not in profile["notes"]
 
 

@@ -23,6 +23,7 @@ from ..profile_format import (
 )
 from ..profile_format import MAX_FRAMES as SERVER_MAX_FRAMES
 from ..profile_format import MAX_SAMPLES as SERVER_MAX_SAMPLES
+from . import _source
 
 #: Threads whose name starts with this belong to the agent; every collector drops them so the
 #: profile shows the host program, not the profiler. The agent runtime names its threads so.
@@ -83,19 +84,6 @@ def code_stack(frame: FrameType | None, limit: int = 4 * MAX_DEPTH) -> tuple[Cod
     return tuple(codes)
 
 
-_resolver = None
-
-
-def _qualnames():
-    """One source resolver for the process (3.10 only: its code objects have no qualname)."""
-    global _resolver
-    if _resolver is None:
-        from ._source import SourceResolver
-
-        _resolver = SourceResolver()
-    return _resolver
-
-
 class ProfileBuilder:
     """Interns frames and aggregates samples as they arrive.
 
@@ -146,7 +134,7 @@ class ProfileBuilder:
         if index is None:
             name = getattr(code, "co_qualname", None)  # 3.11+
             if name is None:  # 3.10: the qualified name from the source, as other engines give
-                name = _qualnames().resolve(code.co_name, code.co_filename,
+                name = _source.shared().resolve(code.co_name, code.co_filename,
                                             code.co_firstlineno)[0]
             index = self.frame(name, code.co_filename, code.co_firstlineno)
             self._code_index[code] = index

@@ -55,7 +55,7 @@ from collections.abc import Iterable
 
 from .. import labels as labels_api
 from ..profile_format import DEFAULT_ALLOC_SAMPLE_BYTES
-from . import _overhead, _pprof, _tempfiles, threads
+from . import _overhead, _pprof, _source, _tempfiles, threads
 from ._common import (
     CollectorError,
     ProfileBuilder,
@@ -65,7 +65,6 @@ from ._common import (
     hide_frames_of,
     is_agent_thread,
 )
-from ._source import SourceResolver
 
 STACK_ENGINE = "stack-sampler"
 ALLOC_ENGINE = "alloc-sampler"
@@ -611,7 +610,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         "alloc": ("alloc-space", "alloc-samples"),
         "memory": ("heap-space", "heap-live-samples"),
     }[profile_type]
-    resolver = SourceResolver()
+    resolver = _source.shared()
 
     def frame(function: str, file: str, line: int) -> int:
         # ddtrace gives the qualified name and the line running; the raw format the def line

@@ -44,9 +44,8 @@ import shutil
 import threading
 from pathlib import Path
 
-from . import _tempfiles
+from . import _source, _tempfiles
 from ._common import CollectorError, ProfileBuilder, Window
-from ._source import SourceResolver
 
 ENGINE = "memray"
 _DEALLOCATORS = {1, 5, 15}  # AllocatorType PYMALLOC_FREE, FREE, MUNMAP
@@ -177,7 +176,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
 
 def _aggregate(records, builder: ProfileBuilder, *, skip_frees: bool) -> int:
     """Sum size/count per stack; returns the number of allocations counted."""
-    resolver = SourceResolver()
+    resolver = _source.shared()
     stacks: dict[int, tuple[int, ...] | None] = {}  # memray stack id -> our stack (None: ours)
     totals: dict[tuple[int, ...], list[int]] = {}
     counted = 0
@@ -202,7 +201,7 @@ def _aggregate(records, builder: ProfileBuilder, *, skip_frees: bool) -> int:
     return counted
 
 
-def _stack(record, builder: ProfileBuilder, resolver: SourceResolver) -> tuple[int, ...] | None:
+def _stack(record, builder: ProfileBuilder, resolver: _source.SourceResolver) -> tuple[int, ...] | None:
     try:
         trace = record.stack_trace(max_stacks=_MAX_STACK)
     except (NotImplementedError, ValueError, RuntimeError):
