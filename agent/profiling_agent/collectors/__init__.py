@@ -132,8 +132,8 @@ def available_engines() -> dict[str, list[str]]:
 
 
 #: The engines whose samples carry profiling_labels (the others see no Python context: py-spy
-#: and memray sample from outside, yappi and ddtrace aggregate without per-sample context).
-LABELLED_ENGINES = frozenset({"thread-sampler", "lock-wrapper"})
+#: and memray sample from outside, ddtrace aggregates without per-sample context).
+LABELLED_ENGINES = frozenset({"thread-sampler", "lock-wrapper", "yappi"})
 
 
 def collect(profile_type: str, *, duration_seconds: float, sample_rate: float,
