@@ -27,6 +27,9 @@ samplers).
 With ``--labels``, only the cost of ``profiling_labels``: a request-like loop (a little JSON
 work per iteration) run with and without entering a labels block per iteration, in this
 interpreter, interleaved over the rounds; the median time ratio and the cost per block print.
+Then what labels add to the yappi engine: the labelled loop (a twentieth of it) under yappi
+with and without the agent's tag callback, which yappi calls at every call; the median time
+ratio and the cost per call print.
 
 Never fails: a configuration that errors is reported as such and the script exits 0.
 """
@@ -239,6 +242,24 @@ def labelled_loop(iterations: int, with_labels: bool) -> float:
     return time.perf_counter() - started
 
 
+def under_yappi(iterations: int, tag_callback) -> tuple[float, int]:
+    """Seconds for the labelled loop under yappi (as the agent runs it), and yappi's calls."""
+    import yappi
+
+    yappi.clear_stats()
+    yappi.set_clock_type("cpu")
+    yappi.set_tag_callback(tag_callback)
+    yappi.start(builtins=True, profile_threads=True)
+    try:
+        seconds = labelled_loop(iterations, True)
+    finally:
+        yappi.stop()
+        yappi.set_tag_callback(None)
+    calls = sum(stat.ncall for stat in yappi.get_func_stats())
+    yappi.clear_stats()
+    return seconds, calls
+
+
 def measure_labels(rounds: int, scale: float) -> None:
     iterations = max(1000, int(200_000 * scale))
     ratios, extra = [], []
@@ -249,6 +270,19 @@ def measure_labels(rounds: int, scale: float) -> None:
         extra.append((labelled - plain) / iterations)
     print(f"labels: {iterations} blocks a round, {rounds} rounds: time ratio with/without "
           f"{statistics.median(ratios):.3f}, {statistics.median(extra) * 1e6:.2f} us a block")
+
+    from profiling_agent.collectors.yappi_cpu import _Tags  # the agent's own tag callback
+
+    iterations = max(100, iterations // 20)
+    ratios, extra = [], []
+    for _ in range(rounds):
+        untagged, calls = under_yappi(iterations, None)
+        tagged, _ = under_yappi(iterations, _Tags().tag)
+        ratios.append(tagged / untagged)
+        extra.append((tagged - untagged) / calls)
+    print(f"labels under yappi: {iterations} blocks, {calls} calls a round, {rounds} rounds: "
+          f"time ratio with/without the tag callback {statistics.median(ratios):.3f}, "
+          f"{statistics.median(extra) * 1e9:.0f} ns a call")
 
 
 def main() -> None:
