@@ -26,9 +26,10 @@ samplers).
 
 With ``--labels``, only the cost of ``profiling_labels``: a request-like loop (a little JSON
 work per iteration) run with and without entering a labels block per iteration, in this
-interpreter, interleaved over the rounds; the median time ratio and the cost per block print.
+interpreter, interleaved over the rounds; the median ratio of their CPU times and the cost per
+block print.
 Then what labels add to the yappi engine: the labelled loop (a twentieth of it) under yappi
-with and without the agent's tag callback, which yappi calls at every call; the median time
+with and without the agent's tag callback, which yappi calls at every call; the median CPU time
 ratio and the cost per call print.
 
 Never fails: a configuration that errors is reported as such and the script exits 0.
@@ -228,22 +229,23 @@ def run_child(config: str, scale: float) -> dict:
 
 
 def labelled_loop(iterations: int, with_labels: bool) -> float:
-    """Seconds for ``iterations`` small units of work, each inside a labels block or not."""
+    """CPU seconds of this thread (other load on the machine does not count) for
+    ``iterations`` small units of work, each inside a labels block or not."""
     from profiling_agent import profiling_labels
 
     payload = {"id": 7, "items": list(range(20))}
-    started = time.perf_counter()
+    started = time.thread_time()
     for _ in range(iterations):
         if with_labels:
             with profiling_labels(customer="acme", plan="pro"):
                 json.loads(json.dumps(payload))
         else:
             json.loads(json.dumps(payload))
-    return time.perf_counter() - started
+    return time.thread_time() - started
 
 
 def under_yappi(iterations: int, tag_callback) -> tuple[float, int]:
-    """Seconds for the labelled loop under yappi (as the agent runs it), and yappi's calls."""
+    """CPU seconds for the labelled loop under yappi (as the agent runs it), and yappi's calls."""
     import yappi
 
     yappi.clear_stats()
@@ -268,7 +270,7 @@ def measure_labels(rounds: int, scale: float) -> None:
         labelled = labelled_loop(iterations, True)
         ratios.append(labelled / plain)
         extra.append((labelled - plain) / iterations)
-    print(f"labels: {iterations} blocks a round, {rounds} rounds: time ratio with/without "
+    print(f"labels: {iterations} blocks a round, {rounds} rounds: CPU time ratio with/without "
           f"{statistics.median(ratios):.3f}, {statistics.median(extra) * 1e6:.2f} us a block")
 
     from profiling_agent.collectors.yappi_cpu import _Tags  # the agent's own tag callback
@@ -281,7 +283,7 @@ def measure_labels(rounds: int, scale: float) -> None:
         ratios.append(tagged / untagged)
         extra.append((tagged - untagged) / calls)
     print(f"labels under yappi: {iterations} blocks, {calls} calls a round, {rounds} rounds: "
-          f"time ratio with/without the tag callback {statistics.median(ratios):.3f}, "
+          f"CPU time ratio with/without the tag callback {statistics.median(ratios):.3f}, "
           f"{statistics.median(extra) * 1e9:.0f} ns a call")
 
 
