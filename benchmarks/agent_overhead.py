@@ -26,7 +26,11 @@ samplers).
 
 With ``--labels``, only the cost of ``profiling_labels``: a request-like loop (a little JSON
 work per iteration) run with and without entering a labels block per iteration, in this
-interpreter, interleaved over the rounds; the median time ratio and the cost per block print.
+interpreter, interleaved over the rounds; the median ratio of their CPU times and the cost per
+block print, once with no profile collecting and once while the stack sampler collects cpu (a
+block then also tags its thread in the native sampler). Then what labels add to the yappi engine: the labelled loop (a twentieth of it) under yappi
+with and without the agent's tag callback, which yappi calls at every call; the median CPU time
+ratio and the cost per call print.
 
 Never fails: a configuration that errors is reported as such and the script exits 0.
 """
@@ -225,23 +229,43 @@ def run_child(config: str, scale: float) -> dict:
 
 
 def labelled_loop(iterations: int, with_labels: bool) -> float:
-    """Seconds for ``iterations`` small units of work, each inside a labels block or not."""
+    """CPU seconds of this thread (other load on the machine does not count) for
+    ``iterations`` small units of work, each inside a labels block or not."""
     from profiling_agent import profiling_labels
 
     payload = {"id": 7, "items": list(range(20))}
-    started = time.perf_counter()
+    started = time.thread_time()
     for _ in range(iterations):
         if with_labels:
             with profiling_labels(customer="acme", plan="pro"):
                 json.loads(json.dumps(payload))
         else:
             json.loads(json.dumps(payload))
-    return time.perf_counter() - started
+    return time.thread_time() - started
+
+
+def under_yappi(iterations: int, tag_callback) -> tuple[float, int]:
+    """CPU seconds for the labelled loop under yappi (as the agent runs it), and yappi's calls."""
+    import yappi
+
+    yappi.clear_stats()
+    yappi.set_clock_type("cpu")
+    yappi.set_tag_callback(tag_callback)
+    yappi.start(builtins=True, profile_threads=True)
+    try:
+        seconds = labelled_loop(iterations, True)
+    finally:
+        yappi.stop()
+        yappi.set_tag_callback(None)
+    calls = sum(stat.ncall for stat in yappi.get_func_stats())
+    yappi.clear_stats()
+    return seconds, calls
 
 
 def measure_labels(rounds: int, scale: float) -> None:
-    """Twice: with no profile collecting, then while a cpu window of the in-process sampler
-    collects (each block then also tags its thread in the native sampler)."""
+    """A labels block's cost with no profile collecting, then while a cpu window of the
+    in-process sampler collects (each block then also tags its thread in the native sampler);
+    then the cost of yappi's tag callback per call."""
     from profiling_agent import collectors
     from profiling_agent.collectors import ddprof
 
@@ -249,7 +273,7 @@ def measure_labels(rounds: int, scale: float) -> None:
     for while_sampling in (False, True):
         if while_sampling and not ddprof.available():
             print("labels while the stack sampler runs: the in-process sampler is not installed")
-            return
+            continue
         stop = threading.Event()
         window = threading.Thread(target=collectors.collect, args=("cpu",), kwargs={
             "duration_seconds": 3600, "sample_rate": 100, "stop_event": stop})
@@ -266,9 +290,22 @@ def measure_labels(rounds: int, scale: float) -> None:
         if while_sampling:
             window.join()
         when = "while the stack sampler runs" if while_sampling else "no profile collecting"
-        print(f"labels, {when}: {iterations} blocks a round, {rounds} rounds: time ratio "
+        print(f"labels, {when}: {iterations} blocks a round, {rounds} rounds: CPU time ratio "
               f"with/without {statistics.median(ratios):.3f}, "
               f"{statistics.median(extra) * 1e6:.2f} us a block")
+
+    from profiling_agent.collectors.yappi_cpu import _Tags  # the agent's own tag callback
+
+    iterations = max(100, iterations // 20)
+    ratios, extra = [], []
+    for _ in range(rounds):
+        untagged, calls = under_yappi(iterations, None)
+        tagged, _ = under_yappi(iterations, _Tags().tag)
+        ratios.append(tagged / untagged)
+        extra.append((tagged - untagged) / calls)
+    print(f"labels under yappi: {iterations} blocks, {calls} calls a round, {rounds} rounds: "
+          f"CPU time ratio with/without the tag callback {statistics.median(ratios):.3f}, "
+          f"{statistics.median(extra) * 1e9:.0f} ns a call")
 
 
 def main() -> None:

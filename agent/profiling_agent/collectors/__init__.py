@@ -132,9 +132,8 @@ def available_engines() -> dict[str, list[str]]:
 
 
 #: The engines whose samples carry profiling_labels (the others see no Python context: py-spy
-#: and memray sample from outside, yappi aggregates without per-sample context, ddtrace's
-#: allocation hook keeps no tag).
-LABELLED_ENGINES = frozenset({"thread-sampler", "lock-wrapper", "stack-sampler"})
+#: and memray sample from outside, ddtrace's allocation hook keeps no tag).
+LABELLED_ENGINES = frozenset({"thread-sampler", "lock-wrapper", "stack-sampler", "yappi"})
 
 
 def collect(profile_type: str, *, duration_seconds: float, sample_rate: float,

@@ -14,8 +14,18 @@ its callers; a node that stands for a fraction q of its function's total time ge
 self time and calls, and q of each outgoing edge becomes a child. When a function has several
 callers, its callees are split among them in proportion (the approximation). Direct recursion
 is folded (yappi already counts a recursive function's time once); a cycle back to a function
-already on the path is cut. Edges are matched by ``full_name`` (yappi's ``index`` is not
-stable across stats objects).
+already on the path is cut.
+
+Labels: yappi asks a tag callback at every call and keeps the stats of each function per tag.
+The callback maps the labels the calling code runs under (``labels.running_labels``: the
+thread's Context, inside asyncio the running task's) to a tag, so each call counts under the
+labels in force when it began; a function's own time after it opens a labels block stays
+under the labels it was called with (its callees' time moves to the block's labels). yappi's
+merged stats fold a function's tags together and drop the edges between tags, so the entries
+are read one by one (``filter_callback`` sees each before the merge, its edges still
+``(entry index, calls, non-recursive calls, ttot, tsub)``; an entry's index is unique while
+yappi runs): the tree is rebuilt over (function, tag) entries, so a labelled block's stacks
+keep the callers outside the block. The tag table is per window and bounded (MAX_LABEL_SETS).
 
 yappi only sees calls made after it starts, so in a thread that was already inside its main
 loop every callee of that loop would be a root. The frames that were on a thread's stack both
@@ -32,6 +42,9 @@ import os
 import sys
 import threading
 
+from ..labels import Labels, running_labels
+from ..profile_format import LABEL_OVERFLOW_VALUE
+from . import _source
 from ._common import (
     MAX_DEPTH,
     CollectorError,
@@ -39,25 +52,71 @@ from ._common import (
     Window,
     is_agent_thread,
 )
-from ._source import SourceResolver
 
 ENGINE = "yappi"
 _NS = 1e9
 _MIN_NODE_FRACTION = 1e-5  # subtrees under this share of the thread's time are not split
 _MAX_NODES_PER_THREAD = 20_000
+MAX_LABEL_SETS = 512  # yappi keeps a table of function stats per tag and thread: bound their number
+
+
+class _Tags:
+    """Label sets of one window and their yappi tags (0: no labels)."""
+
+    def __init__(self) -> None:
+        self.labels: list[Labels] = [()]  # tag -> labels
+        self.overflow: set[int] = set()  # tags standing for label sets past the cap
+        self._tag_of: dict[Labels, int] = {(): 0}
+        self._last: tuple[Labels, int] = ((), 0)  # one tuple: threads read it whole
+        self._lock = threading.Lock()
+
+    def tag(self) -> int:
+        """yappi's tag callback, at every call. It must not raise: yappi would drop it."""
+        labels = running_labels()
+        last = self._last
+        if labels is last[0]:  # most calls run under the labels of the call before: no hashing
+            return last[1]
+        tag = self._tag_of.get(labels)
+        if tag is None:
+            tag = self._new(labels)
+        self._last = (labels, tag)
+        return tag
+
+    def _new(self, labels: Labels) -> int:
+        overflow = len(self._tag_of) >= MAX_LABEL_SETS
+        if overflow:
+            # the values go, the keys stay: keys come from the code and values from data,
+            # so this adds at most one tag per set of keys the program uses
+            labels = tuple((key, LABEL_OVERFLOW_VALUE) for key, _ in labels)
+        with self._lock:  # two threads meeting the same new labels get one tag
+            tag = self._tag_of.get(labels)
+            if tag is None:
+                tag = len(self.labels)
+                self.labels.append(labels)
+                self._tag_of[labels] = tag
+                if overflow:
+                    self.overflow.add(tag)
+            return tag
 
 
 class _Func:
-    __slots__ = ("name", "file", "line", "ttot", "tsub", "ncall", "children")
+    """One function under one tag: a yappi stats entry."""
 
-    def __init__(self, stat) -> None:
-        self.name = stat.name
+    __slots__ = ("name", "file", "line", "ttot", "tsub", "ncall", "tag", "labels", "children")
+
+    def __init__(self, stat, name: str, labels: Labels) -> None:
+        self.name = name
         self.file = stat.module or ""
         self.line = stat.lineno or 0
         self.ttot = float(stat.ttot)
         self.tsub = float(stat.tsub)
         self.ncall = int(stat.ncall)
-        self.children: dict[str, float] = {}
+        self.tag = stat.tag
+        self.labels = labels
+        # entry index -> seconds; the entry itself is direct recursion, already in ttot
+        self.children: dict[int, float] = {
+            index: float(ttot) for index, _calls, _nonrecursive, ttot, _tsub in stat.children
+            if index != stat.index}
 
 
 _window_in_progress = False  # yappi was started by this module, not by the host
@@ -74,6 +133,7 @@ def _stop_inherited_yappi() -> None:
         import yappi
 
         yappi.stop()
+        yappi.set_tag_callback(None)
         yappi.clear_stats()
     except Exception:  # noqa: BLE001 - the child's own windows then report yappi's state
         pass
@@ -95,6 +155,8 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
     names = {t.ident: t.name for t in threading.enumerate()}
     yappi.clear_stats()
     yappi.set_clock_type("cpu")
+    tags = _Tags()
+    yappi.set_tag_callback(tags.tag)
     at_start = _stacks(own)
     try:
         yappi.start(builtins=True, profile_threads=True)
@@ -104,27 +166,40 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
     finally:
         elapsed = window.elapsed
         yappi.stop()
+        yappi.set_tag_callback(None)
         _window_in_progress = False
     at_end = _stacks(own)
     try:
         names.update({t.ident: t.name for t in threading.enumerate()})
         builder = ProfileBuilder(profile_type, ENGINE, rate)
-        resolver = SourceResolver()
-        calls = 0
+        resolver = _source.shared()
+        calls = overflow_calls = 0
         for thread in yappi.get_thread_stats():
             name = names.get(thread.tid) or f"{thread.name}-{thread.tid}"
             if thread.tid == own or is_agent_thread(name):
                 continue
             prefix = builder.code_stack_indices(
                 _common_prefix(at_start.get(thread.tid, []), at_end.get(thread.tid, [])))
-            funcs = _functions(yappi.get_func_stats(filter={"ctx_id": thread.id}), resolver)
+            funcs = _entries(yappi, thread.id, tags, resolver)
             calls += _build(funcs, builder, name, prefix)
+            overflow_calls += sum(f.ncall for f in funcs.values() if f.tag in tags.overflow)
         builder.notes.append(
             "yappi (deterministic, CPU clock): exact call counts (sample count = calls); "
             "stacks are rebuilt from caller->callee edges and are approximate for functions "
             "with several callers; the profiled program ran several times slower")
-        return builder.result(started_at=window.started_at, duration_seconds=elapsed,
-                              sample_count=calls)
+        if len(tags.labels) > 1:
+            builder.notes.append(
+                "yappi labels: each call counts under the labels in force when it began, so a "
+                "function's own time after it opens a labels block stays under the labels it "
+                "was called with")
+        result = builder.result(started_at=window.started_at, duration_seconds=elapsed,
+                                sample_count=calls)
+        if overflow_calls:
+            result["notes"].append(
+                f"more than {MAX_LABEL_SETS} distinct label sets in the window: {overflow_calls} "
+                f"calls under later ones carry {LABEL_OVERFLOW_VALUE!r} values")
+            result["labelsOverflow"] = result.get("labelsOverflow", 0) + overflow_calls
+        return result
     finally:
         yappi.clear_stats()
 
@@ -154,28 +229,35 @@ def _common_prefix(start: list, end: list) -> tuple:
     return tuple(codes)
 
 
-def _functions(stats, resolver: SourceResolver) -> dict[str, _Func]:
-    funcs: dict[str, _Func] = {}
-    for stat in stats:
-        func = funcs.get(stat.full_name)
-        if func is None:
-            func = funcs[stat.full_name] = _Func(stat)
-            if func.file and func.line:
-                short = func.name.rsplit(".", 1)[-1]
-                qualname, first = resolver.resolve(short, func.file, func.line)
-                if first == func.line and qualname.endswith(short):
-                    func.name = qualname
-        for child in stat.children:
-            if child.full_name != stat.full_name:  # direct recursion: already in ttot
-                edges = funcs[stat.full_name].children
-                edges[child.full_name] = edges.get(child.full_name, 0.0) + float(child.ttot)
+def _entries(yappi, ctx_id: int, tags: _Tags, resolver: _source.SourceResolver) -> dict[int, _Func]:
+    """The thread's (function, tag) entries by yappi's entry index."""
+    funcs: dict[int, _Func] = {}
+    names: dict[str, str] = {}  # full_name -> qualified name
+
+    def keep(stat) -> bool:
+        name = names.get(stat.full_name)
+        if name is None:
+            name = names[stat.full_name] = _qualified(stat, resolver)
+        funcs[stat.index] = _Func(stat, name, tags.labels[stat.tag])
+        return False  # kept here, before yappi merges the tags of a function
+
+    yappi.get_func_stats(filter={"ctx_id": ctx_id}, filter_callback=keep)
     return funcs
 
 
-def _build(funcs: dict[str, _Func], builder: ProfileBuilder, thread: str,
+def _qualified(stat, resolver: _source.SourceResolver) -> str:
+    if stat.module and stat.lineno:
+        short = stat.name.rsplit(".", 1)[-1]
+        qualname, first = resolver.resolve(short, stat.module, stat.lineno)
+        if first == stat.lineno and qualname.endswith(short):
+            return qualname
+    return stat.name
+
+
+def _build(funcs: dict[int, _Func], builder: ProfileBuilder, thread: str,
            prefix: tuple[int, ...]) -> int:
     """Add one thread's rebuilt tree to ``builder``; returns the calls attributed."""
-    incoming: dict[str, float] = {}
+    incoming: dict[int, float] = {}
     for key, func in funcs.items():
         for child, seconds in func.children.items():
             if child in funcs and child != key:
@@ -183,17 +265,17 @@ def _build(funcs: dict[str, _Func], builder: ProfileBuilder, thread: str,
     total = sum(func.tsub for func in funcs.values()) or 1.0
     min_node = total * _MIN_NODE_FRACTION
     budget = [_MAX_NODES_PER_THREAD]
-    frame_of: dict[str, int] = {}
+    frame_of: dict[int, int] = {}
     calls = 0
 
-    def frame(key: str) -> int:
+    def frame(key: int) -> int:
         index = frame_of.get(key)
         if index is None:
             func = funcs[key]
             index = frame_of[key] = builder.frame(func.name, func.file, func.line)
         return index
 
-    # iterative depth-first walk: (function key, seconds this node stands for, path)
+    # iterative depth-first walk: (entry index, seconds this node stands for, path)
     pending = []
     for key, func in funcs.items():
         root_seconds = func.ttot - incoming.get(key, 0.0)
@@ -203,8 +285,8 @@ def _build(funcs: dict[str, _Func], builder: ProfileBuilder, thread: str,
         key, seconds, stack, on_path = pending.pop()
         func = funcs[key]
         share = min(1.0, seconds / func.ttot) if func.ttot > 0 else 0.0
-        self_seconds = share * func.tsub
-        children_seconds = 0.0
+        # unexpanded subtrees stay with this node, under their own labels
+        values = {func.labels: share * func.tsub}
         expand = seconds > min_node and len(stack) < MAX_DEPTH and budget[0] > 0
         for child, edge in func.children.items():
             if child not in funcs or child in on_path:
@@ -215,10 +297,12 @@ def _build(funcs: dict[str, _Func], builder: ProfileBuilder, thread: str,
                 pending.append((child, child_seconds, stack + (frame(child),),
                                 on_path | {child}))
             else:
-                children_seconds += child_seconds
-        value = self_seconds + children_seconds  # unexpanded subtrees stay with this node
+                labels = funcs[child].labels
+                values[labels] = values.get(labels, 0.0) + child_seconds
         count = max(1, round(share * func.ncall))
         calls += count
-        if value > 0:
-            builder.add(stack, value * _NS, count, thread)
+        for labels, value in values.items():
+            if value > 0:
+                builder.add(stack, value * _NS, count if labels == func.labels else 0, thread,
+                            labels)
     return calls
