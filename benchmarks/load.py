@@ -10,6 +10,11 @@ with 2 workers (4 threads each, as in the Procfile), one Celery worker (2 proces
 few services (so several agents share a service and compete for its runs) and
 `AgentHandle.stop()` on SIGTERM.
 
+Latency percentiles depend on what else the machine runs; the CPU seconds per part do not, so
+they come with every run: web, worker, beat, the agents, PostgreSQL's backends of the benchmark's
+database (those alive at the end), Redis (with whatever else it serves) and this client, then
+what the whole machine spent outside them.
+
 Figures: runs started / completed / failed / never terminal / lost (accepted, then gone), and
 p50/p95/p99 of the start POST and of the status GETs that follow every run to its end (targets:
 100% terminal, 0 lost, GET p99 < 100 ms). Baseline, in the same run: GET /healthz on the idle
@@ -128,10 +133,10 @@ def queries_per_get(profile_id: str, api_token: str) -> tuple[int, int]:
     return len(queries), len(response.content)
 
 
-def start_platform(env: dict, port: int, logs: Path) -> list[subprocess.Popen]:
+def start_platform(env: dict, port: int, logs: Path, threads: int = 4) -> list[subprocess.Popen]:
     commands = {
         "web": [str(BIN / "gunicorn"), "profiling_platform.wsgi", "--bind", f"127.0.0.1:{port}",
-                "--workers", "2", "--threads", "4", "--timeout", "60",
+                "--workers", "2", "--threads", str(threads), "--timeout", "60",
                 "--access-logfile", str(logs / "access.log"), "--access-logformat", "%(m)s %(U)s %(s)s %(D)s"],
         "worker": [str(BIN / "celery"), "-A", "profiling_platform", "worker", "--concurrency", "2",
                    "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
@@ -190,9 +195,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=1, help="durationSeconds of each run")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between a run's status GETs")
     parser.add_argument("--timeout", type=float, default=240, help="seconds after the last start to wait")
+    parser.add_argument("--web-threads", type=int, default=4,
+                        help="threads per gunicorn worker (the Procfile's 4); 1 is gunicorn's sync worker")
     parser.add_argument("--agent-nice", type=int, default=0,
                         help="niceness of the agent processes: 19 stands in for agents on hosts of "
-                             "their own (here they share the platform's cores)")
+                             "their own (here they share the platform's cores); with the kernel's "
+                             "autogroup scheduling it is the niceness of their own session's group")
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_load")
@@ -205,7 +213,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PROFILING_REAPER_PERIOD_SECONDS": "2"}
-    processes = start_platform(env, port, scratch)
+    processes = start_platform(env, port, scratch, args.web_threads)
     agents: list[subprocess.Popen] = []
     try:
         wait_healthy(url)
@@ -215,17 +223,22 @@ def main() -> None:
             agents.append(subprocess.Popen(
                 [sys.executable, "-c", AGENT_PROGRAM, services[i % len(services)], url, TENANT, agent_token, "0.5"],
                 cwd=ROOT, env=env, stdout=open(scratch / f"agent-{i}.log", "wb"), stderr=subprocess.STDOUT,
-                preexec_fn=(lambda: os.nice(args.agent_nice)) if args.agent_nice else None,
+                preexec_fn=(lambda: lower_priority(args.agent_nice)) if args.agent_nice else None,
             ))
         wait_for_agents(args.agents)
         groups = {name: process.pid for name, process in zip(("web", "worker", "beat"), processes, strict=True)}
         agent_pids = {process.pid for process in agents}
-        before = cpu_by_part(groups, agent_pids)
+        database = env["DATABASE_URL"].rsplit("/", 1)[-1]
+        before, machine_before = cpu_by_part(groups, agent_pids, database), machine_busy_seconds()
+        began = time.monotonic()
         run_load(args, Client(url, api_token), services, baseline, api_token, scratch)
-        after = cpu_by_part(groups, agent_pids)
+        elapsed = time.monotonic() - began
+        after, machine = cpu_by_part(groups, agent_pids, database), machine_busy_seconds() - machine_before
         spent = {part: after[part] - before.get(part, 0.0) for part in after}
-        print("CPU seconds during the load (a 2-core machine has 2 per second): "
-              + ", ".join(f"{part} {seconds:.1f}" for part, seconds in spent.items()))
+        print(f"CPU seconds during the load ({elapsed:.0f} s; {os.cpu_count()} cores have "
+              f"{elapsed * os.cpu_count():.0f}): " + ", ".join(f"{part} {seconds:.1f}" for part, seconds in spent.items()))
+        print(f"  the whole machine was busy {machine:.1f} CPU-s, of which {machine - sum(spent.values()):.1f} "
+              f"outside this benchmark (other programs, the kernel); load average {os.getloadavg()[0]:.1f}")
     finally:
         for process in agents:
             process.send_signal(signal.SIGTERM)
@@ -244,25 +257,57 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def cpu_by_part(groups: dict[str, int], agent_pids: set[int]) -> dict[str, float]:
+def lower_priority(niceness: int) -> None:
+    """In the agent's child before exec: its own session, and that session's scheduling group niced.
+
+    With autogroup scheduling (the kernel default on desktops and many VMs) the CPU is shared
+    between sessions first, so a process's own niceness only ranks it within its session; the
+    platform's parts run in sessions of their own, so only the group's niceness ranks the agents
+    below them."""
+    os.setsid()
+    os.nice(niceness)
+    try:
+        with open("/proc/self/autogroup", "w") as handle:
+            handle.write(str(niceness))
+    except OSError:
+        pass  # no autogroup: the process's niceness is what counts
+
+
+def cpu_by_part(groups: dict[str, int], agent_pids: set[int], database: str) -> dict[str, float]:
     """CPU seconds (user + system) so far of each platform part's process group (gunicorn's and
-    Celery's children included) and of the agents, from /proc."""
+    Celery's children included), of the agents, of PostgreSQL's backends serving `database`, of
+    Redis (all its clients: it may serve others too) and of this client, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
     by_group = {pgid: name for name, pgid in groups.items()}
-    out = dict.fromkeys([*groups, "agents"], 0.0)
+    out = dict.fromkeys([*groups, "agents", "postgres", "redis"], 0.0)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().decode(errors="replace").replace("\0", " ")
         except OSError:
             continue
         seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
         part = "agents" if int(entry) in agent_pids else by_group.get(int(fields[2]))  # pgrp
+        if part is None and command.startswith("postgres: ") and f" {database} " in command:
+            part = "postgres"
+        elif part is None and command.startswith("redis-server"):
+            part = "redis"
         if part:
             out[part] += seconds
+    usage = os.times()
+    out["client"] = usage.user + usage.system
     return out
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have been busy since boot (/proc/stat: everything but idle and iowait)."""
+    with open("/proc/stat") as handle:
+        ticks = [int(value) for value in handle.readline().split()[1:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def server_seconds(logs: Path) -> list[float]:
@@ -349,7 +394,7 @@ def run_load(args, client: Client, services: list[str], baseline: list[float], a
     completed, failed = statuses.count("completed"), statuses.count("failed")
     never = len(statuses) - completed - failed
     where = f"agents at nice {args.agent_nice}" if args.agent_nice else "agents sharing the platform's cores"
-    print(f"({where}; {os.cpu_count()} cores)")
+    print(f"({where}; {os.cpu_count()} cores; gunicorn 2 workers x {args.web_threads} threads)")
     print(f"load: {args.agents} agents over {len(services)} services, {args.runs} runs of {args.types} "
           f"({args.duration} s each) requested at {args.rate:g}/s; all requested in {started_for:.1f} s, "
           f"everything settled in {elapsed:.1f} s")
