@@ -230,15 +230,16 @@ def main() -> None:
         agent_pids = {process.pid for process in agents}
         database = env["DATABASE_URL"].rsplit("/", 1)[-1]
         before, machine_before = cpu_by_part(groups, agent_pids, database), machine_busy_seconds()
-        began = time.monotonic()
+        requests_before, began = requests_served(scratch), time.monotonic()
         run_load(args, Client(url, api_token), services, baseline, api_token, scratch)
-        elapsed = time.monotonic() - began
+        elapsed, requests = time.monotonic() - began, requests_served(scratch) - requests_before
         after, machine = cpu_by_part(groups, agent_pids, database), machine_busy_seconds() - machine_before
         spent = {part: after[part] - before.get(part, 0.0) for part in after}
         print(f"CPU seconds during the load ({elapsed:.0f} s; {os.cpu_count()} cores have "
               f"{elapsed * os.cpu_count():.0f}): " + ", ".join(f"{part} {seconds:.1f}" for part, seconds in spent.items()))
-        print(f"  the whole machine was busy {machine:.1f} CPU-s, of which {machine - sum(spent.values()):.1f} "
-              f"outside this benchmark (other programs, the kernel); load average {os.getloadavg()[0]:.1f}")
+        print(f"  web: {requests} requests, {spent['web'] / max(requests, 1) * 1000:.1f} ms CPU each; the whole "
+              f"machine was busy {machine:.1f} CPU-s, of which {machine - sum(spent.values()):.1f} outside this "
+              f"benchmark (other programs, the kernel); load average {os.getloadavg()[0]:.1f}")
     finally:
         for process in agents:
             process.send_signal(signal.SIGTERM)
@@ -308,6 +309,12 @@ def machine_busy_seconds() -> float:
     with open("/proc/stat") as handle:
         ticks = [int(value) for value in handle.readline().split()[1:8]]
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_served(logs: Path) -> int:
+    """Requests gunicorn has answered so far (one access-log line each)."""
+    with open(logs / "access.log", "rb") as handle:
+        return sum(1 for _ in handle)
 
 
 def server_seconds(logs: Path) -> list[float]:
