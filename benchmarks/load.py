@@ -13,7 +13,7 @@ few services (so several agents share a service and compete for its runs) and
 Latency percentiles depend on what else the machine runs; the CPU seconds per part do not, so
 they come with every run: web, worker, beat, the agents, PostgreSQL's backends of the benchmark's
 database (those alive at the end), Redis (with whatever else it serves) and this client, then
-what the whole machine spent outside them.
+what the whole machine spent outside them. `--timeline` shows them per 5 s beside the GETs' p99.
 
 Figures: runs started / completed / failed / never terminal / lost (accepted, then gone), and
 p50/p95/p99 of the start POST and of the status GETs that follow every run to its end (targets:
@@ -38,6 +38,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,7 @@ BIN = Path(sys.executable).parent
 API = "/api/v1/observability/profiling"
 TENANT = "bench-load"
 TERMINAL = {"completed", "failed"}
+TIMELINE_SECONDS = 5.0
 
 AGENT_PROGRAM = """
 import signal, sys, threading
@@ -195,6 +197,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=1, help="durationSeconds of each run")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between a run's status GETs")
     parser.add_argument("--timeout", type=float, default=240, help="seconds after the last start to wait")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also print, per 5 s of the load, the status GETs' p99 and the cores each part used")
     parser.add_argument("--web-threads", type=int, default=4,
                         help="threads per gunicorn worker (the Procfile's 4); 1 is gunicorn's sync worker")
     parser.add_argument("--agent-nice", type=int, default=0,
@@ -231,8 +235,13 @@ def main() -> None:
         database = env["DATABASE_URL"].rsplit("/", 1)[-1]
         before, machine_before = cpu_by_part(groups, agent_pids, database), machine_busy_seconds()
         requests_before, began = requests_served(scratch), time.monotonic()
-        run_load(args, Client(url, api_token), services, baseline, api_token, scratch)
+        samples, sampling = [], threading.Event()
+        sampler = threading.Thread(target=sample_cpu, args=(samples, sampling, groups, agent_pids, database), daemon=True)
+        if args.timeline:
+            sampler.start()
+        gets = run_load(args, Client(url, api_token), services, baseline, api_token, scratch)
         elapsed, requests = time.monotonic() - began, requests_served(scratch) - requests_before
+        sampling.set()
         after, machine = cpu_by_part(groups, agent_pids, database), machine_busy_seconds() - machine_before
         spent = {part: after[part] - before.get(part, 0.0) for part in after}
         print(f"CPU seconds during the load ({elapsed:.0f} s; {os.cpu_count()} cores have "
@@ -240,6 +249,9 @@ def main() -> None:
         print(f"  web: {requests} requests, {spent['web'] / max(requests, 1) * 1000:.1f} ms CPU each; the whole "
               f"machine was busy {machine:.1f} CPU-s, of which {machine - sum(spent.values()):.1f} outside this "
               f"benchmark (other programs, the kernel); load average {os.getloadavg()[0]:.1f}")
+        if args.timeline:
+            sampler.join()
+            print_timeline(began, gets, samples)
     finally:
         for process in agents:
             process.send_signal(signal.SIGTERM)
@@ -311,6 +323,25 @@ def machine_busy_seconds() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def sample_cpu(samples: list, stop: threading.Event, groups: dict[str, int], agent_pids: set[int],
+               database: str) -> None:
+    """Every TIMELINE_SECONDS until `stop`: (monotonic time, CPU seconds so far by part and of the machine)."""
+    while True:
+        samples.append((time.monotonic(), {**cpu_by_part(groups, agent_pids, database), "machine": machine_busy_seconds()}))
+        if stop.wait(TIMELINE_SECONDS):
+            return
+
+
+def print_timeline(began: float, gets: list[tuple[float, float]], samples: list) -> None:
+    """Latency next to who had the CPU: the GETs' p99 per interval and the cores each part used in it."""
+    print(f"timeline (per {TIMELINE_SECONDS:g} s: status GETs, their p99, cores used by part):")
+    for (start, before), (end, after) in pairwise(samples):
+        window = sorted(seconds for ended, seconds in gets if start <= ended < end)
+        p99 = f"{percentile(window, 99) * 1000:7.1f} ms" if window else "      - ms"
+        cores = ", ".join(f"{part} {(after[part] - before[part]) / (end - start):.2f}" for part in after)
+        print(f"  {start - began:5.1f}-{end - began:5.1f} s: {len(window):4d} GETs, p99 {p99}; {cores}")
+
+
 def requests_served(logs: Path) -> int:
     """Requests gunicorn has answered so far (one access-log line each)."""
     with open(logs / "access.log", "rb") as handle:
@@ -329,11 +360,13 @@ def server_seconds(logs: Path) -> list[float]:
 
 
 def run_load(args, client: Client, services: list[str], baseline: list[float], api_token: str,
-             scratch_logs: Path) -> None:
+             scratch_logs: Path) -> list[tuple[float, float]]:
+    """Runs the load and prints its figures; returns every status GET as (monotonic end, seconds)."""
     types = args.types.split(",")
     lock = threading.Lock()
     start_seconds: list[float] = []
     get_seconds: list[float] = []
+    get_ends: list[float] = []
     get_bytes: list[int] = []
     rejected: list[str] = []
     runs: dict[str, dict] = {}  # id -> {"next": when to poll, "status": ..., "lost": bool}
@@ -365,6 +398,7 @@ def run_load(args, client: Client, services: list[str], baseline: list[float], a
             status, payload, seconds, size = client.call("GET", f"{API}/{due}")
             with lock:
                 get_seconds.append(seconds)
+                get_ends.append(time.monotonic())
                 get_bytes.append(size)
                 run = runs[due]
                 if status == 404:
@@ -431,6 +465,7 @@ def run_load(args, client: Client, services: list[str], baseline: list[float], a
         queries, size = queries_per_get(done, api_token)
         print(f"one status GET of a completed run: {queries} queries, {size} body bytes "
               f"(GET bodies under load: median {statistics.median(get_bytes):.0f} bytes)")
+    return list(zip(get_ends, get_seconds, strict=True))
 
 
 if __name__ == "__main__":
