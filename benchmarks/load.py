@@ -18,7 +18,8 @@ what the whole machine spent outside them. `--timeline` shows them per 5 s besid
 Figures: runs started / completed / failed / never terminal / lost (accepted, then gone), and
 p50/p95/p99 of the start POST and of the status GETs that follow every run to its end (targets:
 100% terminal, 0 lost, GET p99 < 100 ms). Baseline, in the same run: GET /healthz on the idle
-platform (one database query, no auth). Then, for the GET: queries per request and body bytes.
+platform (one database query and a broker connection, no auth). Then, for the GET: queries per request
+and body bytes.
 """
 
 from __future__ import annotations
