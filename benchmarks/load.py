@@ -10,10 +10,16 @@ with 2 workers (4 threads each, as in the Procfile), one Celery worker (2 proces
 few services (so several agents share a service and compete for its runs) and
 `AgentHandle.stop()` on SIGTERM.
 
+Latency percentiles depend on what else the machine runs; the CPU seconds per part do not, so
+they come with every run: web, worker, beat, the agents, PostgreSQL's backends of the benchmark's
+database (those alive at the end), Redis (with whatever else it serves) and this client, then
+what the whole machine spent outside them. `--timeline` shows them per 5 s beside the GETs' p99.
+
 Figures: runs started / completed / failed / never terminal / lost (accepted, then gone), and
 p50/p95/p99 of the start POST and of the status GETs that follow every run to its end (targets:
 100% terminal, 0 lost, GET p99 < 100 ms). Baseline, in the same run: GET /healthz on the idle
-platform (one database query, no auth). Then, for the GET: queries per request and body bytes.
+platform (one database query and a broker connection, no auth). Then, for the GET: queries per request
+and body bytes.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +47,7 @@ BIN = Path(sys.executable).parent
 API = "/api/v1/observability/profiling"
 TENANT = "bench-load"
 TERMINAL = {"completed", "failed"}
+TIMELINE_SECONDS = 5.0
 
 AGENT_PROGRAM = """
 import signal, sys, threading
@@ -128,10 +136,10 @@ def queries_per_get(profile_id: str, api_token: str) -> tuple[int, int]:
     return len(queries), len(response.content)
 
 
-def start_platform(env: dict, port: int, logs: Path) -> list[subprocess.Popen]:
+def start_platform(env: dict, port: int, logs: Path, threads: int = 4) -> list[subprocess.Popen]:
     commands = {
         "web": [str(BIN / "gunicorn"), "profiling_platform.wsgi", "--bind", f"127.0.0.1:{port}",
-                "--workers", "2", "--threads", "4", "--timeout", "60",
+                "--workers", "2", "--threads", str(threads), "--timeout", "60",
                 "--access-logfile", str(logs / "access.log"), "--access-logformat", "%(m)s %(U)s %(s)s %(D)s"],
         "worker": [str(BIN / "celery"), "-A", "profiling_platform", "worker", "--concurrency", "2",
                    "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
@@ -190,9 +198,14 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=1, help="durationSeconds of each run")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between a run's status GETs")
     parser.add_argument("--timeout", type=float, default=240, help="seconds after the last start to wait")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also print, per 5 s of the load, the status GETs' p99 and the cores each part used")
+    parser.add_argument("--web-threads", type=int, default=4,
+                        help="threads per gunicorn worker (the Procfile's 4); 1 is gunicorn's sync worker")
     parser.add_argument("--agent-nice", type=int, default=0,
                         help="niceness of the agent processes: 19 stands in for agents on hosts of "
-                             "their own (here they share the platform's cores)")
+                             "their own (here they share the platform's cores); with the kernel's "
+                             "autogroup scheduling it is the niceness of their own session's group")
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_load")
@@ -205,7 +218,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PROFILING_REAPER_PERIOD_SECONDS": "2"}
-    processes = start_platform(env, port, scratch)
+    processes = start_platform(env, port, scratch, args.web_threads)
     agents: list[subprocess.Popen] = []
     try:
         wait_healthy(url)
@@ -215,17 +228,31 @@ def main() -> None:
             agents.append(subprocess.Popen(
                 [sys.executable, "-c", AGENT_PROGRAM, services[i % len(services)], url, TENANT, agent_token, "0.5"],
                 cwd=ROOT, env=env, stdout=open(scratch / f"agent-{i}.log", "wb"), stderr=subprocess.STDOUT,
-                preexec_fn=(lambda: os.nice(args.agent_nice)) if args.agent_nice else None,
+                preexec_fn=(lambda: lower_priority(args.agent_nice)) if args.agent_nice else None,
             ))
         wait_for_agents(args.agents)
         groups = {name: process.pid for name, process in zip(("web", "worker", "beat"), processes, strict=True)}
         agent_pids = {process.pid for process in agents}
-        before = cpu_by_part(groups, agent_pids)
-        run_load(args, Client(url, api_token), services, baseline, api_token, scratch)
-        after = cpu_by_part(groups, agent_pids)
+        database = env["DATABASE_URL"].rsplit("/", 1)[-1]
+        before, machine_before = cpu_by_part(groups, agent_pids, database), machine_busy_seconds()
+        requests_before, began = requests_served(scratch), time.monotonic()
+        samples, sampling = [], threading.Event()
+        sampler = threading.Thread(target=sample_cpu, args=(samples, sampling, groups, agent_pids, database), daemon=True)
+        if args.timeline:
+            sampler.start()
+        gets = run_load(args, Client(url, api_token), services, baseline, api_token, scratch)
+        elapsed, requests = time.monotonic() - began, requests_served(scratch) - requests_before
+        sampling.set()
+        after, machine = cpu_by_part(groups, agent_pids, database), machine_busy_seconds() - machine_before
         spent = {part: after[part] - before.get(part, 0.0) for part in after}
-        print("CPU seconds during the load (a 2-core machine has 2 per second): "
-              + ", ".join(f"{part} {seconds:.1f}" for part, seconds in spent.items()))
+        print(f"CPU seconds during the load ({elapsed:.0f} s; {os.cpu_count()} cores have "
+              f"{elapsed * os.cpu_count():.0f}): " + ", ".join(f"{part} {seconds:.1f}" for part, seconds in spent.items()))
+        print(f"  web: {requests} requests, {spent['web'] / max(requests, 1) * 1000:.1f} ms CPU each; the whole "
+              f"machine was busy {machine:.1f} CPU-s, of which {machine - sum(spent.values()):.1f} outside this "
+              f"benchmark (other programs, the kernel); load average {os.getloadavg()[0]:.1f}")
+        if args.timeline:
+            sampler.join()
+            print_timeline(began, gets, samples)
     finally:
         for process in agents:
             process.send_signal(signal.SIGTERM)
@@ -244,25 +271,82 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def cpu_by_part(groups: dict[str, int], agent_pids: set[int]) -> dict[str, float]:
+def lower_priority(niceness: int) -> None:
+    """In the agent's child before exec: its own session, and that session's scheduling group niced.
+
+    With autogroup scheduling (the kernel default on desktops and many VMs) the CPU is shared
+    between sessions first, so a process's own niceness only ranks it within its session; the
+    platform's parts run in sessions of their own, so only the group's niceness ranks the agents
+    below them."""
+    os.setsid()
+    os.nice(niceness)
+    try:
+        with open("/proc/self/autogroup", "w") as handle:
+            handle.write(str(niceness))
+    except OSError:
+        pass  # no autogroup: the process's niceness is what counts
+
+
+def cpu_by_part(groups: dict[str, int], agent_pids: set[int], database: str) -> dict[str, float]:
     """CPU seconds (user + system) so far of each platform part's process group (gunicorn's and
-    Celery's children included) and of the agents, from /proc."""
+    Celery's children included), of the agents, of PostgreSQL's backends serving `database`, of
+    Redis (all its clients: it may serve others too) and of this client, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
     by_group = {pgid: name for name, pgid in groups.items()}
-    out = dict.fromkeys([*groups, "agents"], 0.0)
+    out = dict.fromkeys([*groups, "agents", "postgres", "redis"], 0.0)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().decode(errors="replace").replace("\0", " ")
         except OSError:
             continue
         seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
         part = "agents" if int(entry) in agent_pids else by_group.get(int(fields[2]))  # pgrp
+        if part is None and command.startswith("postgres: ") and f" {database} " in command:
+            part = "postgres"
+        elif part is None and command.startswith("redis-server"):
+            part = "redis"
         if part:
             out[part] += seconds
+    usage = os.times()
+    out["client"] = usage.user + usage.system
     return out
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have been busy since boot (/proc/stat: everything but idle and iowait)."""
+    with open("/proc/stat") as handle:
+        ticks = [int(value) for value in handle.readline().split()[1:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def sample_cpu(samples: list, stop: threading.Event, groups: dict[str, int], agent_pids: set[int],
+               database: str) -> None:
+    """Every TIMELINE_SECONDS until `stop`: (monotonic time, CPU seconds so far by part and of the machine)."""
+    while True:
+        samples.append((time.monotonic(), {**cpu_by_part(groups, agent_pids, database), "machine": machine_busy_seconds()}))
+        if stop.wait(TIMELINE_SECONDS):
+            return
+
+
+def print_timeline(began: float, gets: list[tuple[float, float]], samples: list) -> None:
+    """Latency next to who had the CPU: the GETs' p99 per interval and the cores each part used in it."""
+    print(f"timeline (per {TIMELINE_SECONDS:g} s: status GETs, their p99, cores used by part):")
+    for (start, before), (end, after) in pairwise(samples):
+        window = sorted(seconds for ended, seconds in gets if start <= ended < end)
+        p99 = f"{percentile(window, 99) * 1000:7.1f} ms" if window else "      - ms"
+        cores = ", ".join(f"{part} {(after[part] - before[part]) / (end - start):.2f}" for part in after)
+        print(f"  {start - began:5.1f}-{end - began:5.1f} s: {len(window):4d} GETs, p99 {p99}; {cores}")
+
+
+def requests_served(logs: Path) -> int:
+    """Requests gunicorn has answered so far (one access-log line each)."""
+    with open(logs / "access.log", "rb") as handle:
+        return sum(1 for _ in handle)
 
 
 def server_seconds(logs: Path) -> list[float]:
@@ -277,11 +361,13 @@ def server_seconds(logs: Path) -> list[float]:
 
 
 def run_load(args, client: Client, services: list[str], baseline: list[float], api_token: str,
-             scratch_logs: Path) -> None:
+             scratch_logs: Path) -> list[tuple[float, float]]:
+    """Runs the load and prints its figures; returns every status GET as (monotonic end, seconds)."""
     types = args.types.split(",")
     lock = threading.Lock()
     start_seconds: list[float] = []
     get_seconds: list[float] = []
+    get_ends: list[float] = []
     get_bytes: list[int] = []
     rejected: list[str] = []
     runs: dict[str, dict] = {}  # id -> {"next": when to poll, "status": ..., "lost": bool}
@@ -313,6 +399,7 @@ def run_load(args, client: Client, services: list[str], baseline: list[float], a
             status, payload, seconds, size = client.call("GET", f"{API}/{due}")
             with lock:
                 get_seconds.append(seconds)
+                get_ends.append(time.monotonic())
                 get_bytes.append(size)
                 run = runs[due]
                 if status == 404:
@@ -349,7 +436,7 @@ def run_load(args, client: Client, services: list[str], baseline: list[float], a
     completed, failed = statuses.count("completed"), statuses.count("failed")
     never = len(statuses) - completed - failed
     where = f"agents at nice {args.agent_nice}" if args.agent_nice else "agents sharing the platform's cores"
-    print(f"({where}; {os.cpu_count()} cores)")
+    print(f"({where}; {os.cpu_count()} cores; gunicorn 2 workers x {args.web_threads} threads)")
     print(f"load: {args.agents} agents over {len(services)} services, {args.runs} runs of {args.types} "
           f"({args.duration} s each) requested at {args.rate:g}/s; all requested in {started_for:.1f} s, "
           f"everything settled in {elapsed:.1f} s")
@@ -379,6 +466,7 @@ def run_load(args, client: Client, services: list[str], baseline: list[float], a
         queries, size = queries_per_get(done, api_token)
         print(f"one status GET of a completed run: {queries} queries, {size} body bytes "
               f"(GET bodies under load: median {statistics.median(get_bytes):.0f} bytes)")
+    return list(zip(get_ends, get_seconds, strict=True))
 
 
 if __name__ == "__main__":

@@ -541,6 +541,8 @@ class AgentHandle:
                 active.abandoned = True
                 self._fail_run(run.id, run.lease, "agent: the collector did not stop after its window ended")
                 continue
+            if elapsed < self.config.progress_seconds:
+                continue  # a report so early says nothing yet; a window shorter than this sends none
             fraction = active.progress if active.progress is not None else elapsed / run.duration_seconds
             try:
                 self._client.progress(run.id, run.lease, min(fraction, 0.99), timeout=self._timeout())

@@ -72,6 +72,8 @@ class ProfileStartView(TenantScopedAPIView):
         request_serializer = ProfileRequestSerializer(data=request.data)
         request_serializer.is_valid(raise_exception=True)
         data = request_serializer.validated_data
+        # Read once for both: routing the run and warning that no agent will take it.
+        live = selectors.agent_instances_live(tenant=request.tenant, service=data["service"])
         profile = services.profile_start(
             tenant=request.tenant,
             service=data["service"],
@@ -79,8 +81,9 @@ class ProfileStartView(TenantScopedAPIView):
             duration_seconds=data["durationSeconds"],
             sample_rate=data["sampleRate"],
             engine=data["engine"],
+            live=live,
         )
-        profile.warnings = selectors.start_warnings(profile=profile)
+        profile.warnings = selectors.start_warnings(profile=profile, live=live)
         body = ProfileStartedSerializer(profile, context={"request": request}).data
         location = request.build_absolute_uri(reverse("profile-detail", args=[profile.pk]))
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})

@@ -35,11 +35,15 @@ def describe_no_agent(*, tenant, service: str, now: datetime | None = None) -> s
     )
 
 
-def start_warnings(*, profile: ProfileResult) -> list[str]:
-    """What a user starting `profile` should know: no live agent will take it (yet)."""
+def start_warnings(*, profile: ProfileResult, live: list[AgentInstance] | None = None) -> list[str]:
+    """What a user starting `profile` should know: no live agent will take it (yet).
+
+    `live`: the service's live instances, when the caller has just read them."""
     if profile.status != Status.RUNNING or profile.phase != Phase.WAITING:
         return []
-    if agent_instances_live(tenant=profile.tenant_id, service=profile.service):
+    if live is None:
+        live = agent_instances_live(tenant=profile.tenant_id, service=profile.service)
+    if live:
         return []
     return [
         describe_no_agent(tenant=profile.tenant_id, service=profile.service)

@@ -133,10 +133,10 @@ def profile_process_upload(*, profile_id) -> None:
 
     Raises ProcessingRetry when the attempt failed and another one is allowed.
     """
-    attempt = _begin_attempt(profile_id)
-    if attempt is None:
+    profile = _begin_attempt(profile_id)
+    if profile is None:
         return
-    profile = ProfileResult.objects.get(pk=profile_id)
+    attempt = profile.processing_attempts
     if attempt > PROCESSING_MAX_ATTEMPTS:
         _fail_processing(profile.pk, _exhausted(attempt - 1, profile.error))
         return
@@ -155,21 +155,20 @@ def profile_process_upload(*, profile_id) -> None:
         raise ProcessingRetry(reason) from exc
 
 
-def _begin_attempt(profile_id) -> int | None:
-    """Count the attempt in the row (None: the run is not processing). An attempt before it that
-    recorded no error did not finish: its worker was lost."""
+def _begin_attempt(profile_id) -> ProfileResult | None:
+    """Count the attempt in the row and return the run (None: it is not processing). An attempt
+    before it that recorded no error did not finish: its worker was lost."""
     started = ProfileResult.objects.filter(pk=profile_id, status=Status.RUNNING, phase=Phase.PROCESSING).update(
         processing_attempts=F("processing_attempts") + 1, deadline_at=_attempt_deadline()
     )
     if not started:
         return None
-    attempt, error = ProfileResult.objects.values_list("processing_attempts", "error").get(pk=profile_id)
-    previous = attempt - 1
-    if previous and not error.startswith(f"attempt {previous}:"):
-        ProfileResult.objects.filter(pk=profile_id, phase=Phase.PROCESSING).update(
-            error=f"attempt {previous}: {LOST_WORKER}"
-        )
-    return attempt
+    profile = ProfileResult.objects.get(pk=profile_id)
+    previous = profile.processing_attempts - 1
+    if previous and not profile.error.startswith(f"attempt {previous}:"):
+        profile.error = f"attempt {previous}: {LOST_WORKER}"
+        ProfileResult.objects.filter(pk=profile_id, phase=Phase.PROCESSING).update(error=profile.error)
+    return profile
 
 
 def _exhausted(attempts: int, last_error: str) -> str:

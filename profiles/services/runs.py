@@ -73,14 +73,17 @@ def profile_start(
     sample_rate: int = 100,
     engine: str = "",
     continuous_slot: datetime | None = None,
+    live: list[AgentInstance] | None = None,
 ) -> ProfileResult:
     """Create a run waiting for an agent of `service`; a continuous one starts at its slot.
 
     A run whose engine no live instance of the service offers fails at once with that reason;
     with no live instance at all it waits (one may come up; `selectors.start_warnings` says so).
+    `live`: the service's live instances, when the caller has just read them.
     """
     now = timezone.now()
-    live = agent_instances_live(tenant=tenant, service=service, now=now)
+    if live is None:
+        live = agent_instances_live(tenant=tenant, service=service, now=now)
     engine = engine or _default_engine_offered(profile_type, live)
     start_at = continuous_slot or now
     profile = ProfileResult.objects.create(
@@ -188,21 +191,23 @@ def profile_claim_for(*, tenant: Tenant, service: str, instance: AgentInstance) 
         deadline = start_at + timedelta(
             seconds=run.requested_duration_seconds + settings.PROFILING_UPLOAD_GRACE_SECONDS
         )
+        claim = {
+            "phase": Phase.COLLECTING,
+            "engine": engine,
+            "claimed_at": now,
+            "claimed_by": instance.instance_id,
+            "lease_hash": lease_hash(lease),
+            "instance": {"host": instance.host, "pid": instance.pid, "python": instance.python,
+                         "agentVersion": instance.agent_version},
+            "scheduled_start_at": start_at,
+            "deadline_at": deadline,
+        }
         won = ProfileResult.objects.filter(
             pk=run.pk, status=Status.RUNNING, phase=Phase.WAITING, deadline_at__gt=now
-        ).update(
-            phase=Phase.COLLECTING,
-            engine=engine,
-            claimed_at=now,
-            claimed_by=instance.instance_id,
-            lease_hash=lease_hash(lease),
-            instance={"host": instance.host, "pid": instance.pid, "python": instance.python,
-                      "agentVersion": instance.agent_version},
-            scheduled_start_at=start_at,
-            deadline_at=deadline,
-        )
+        ).update(**claim)
         if won:
-            run.refresh_from_db()
+            for name, value in claim.items():  # the row now holds these: no query to read them back
+                setattr(run, name, value)
             claims.append(Claim(run, lease))
             windows.append((engine, start_at, start_at + timedelta(seconds=run.requested_duration_seconds)))
     return claims
