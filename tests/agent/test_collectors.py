@@ -335,6 +335,14 @@ def test_block_blames_the_sleeping_thread(engine):
     assert sleeping_leaf == {"napper"}
 
 
+def burn_cpu(seconds: float) -> float:
+    """Spin until this thread used ``seconds`` of CPU (its own clock); returns what it used."""
+    start = time.thread_time()
+    while time.thread_time() - start < seconds:
+        pass
+    return time.thread_time() - start
+
+
 def loop_with_pending_tasks(ready: threading.Event, *coroutines):
     """A thread target for `running`: an asyncio loop whose main() keeps tasks pending until
     stopped, one per coroutine function (default: three that only wait); `ready` is set once

@@ -19,6 +19,7 @@ from profiling_agent.profile_format import (
 
 from .test_collectors import (  # noqa: F401 - a fixture
     _lock_workload,
+    burn_cpu,
     check_raw,
     lock_profiler,
     loop_with_pending_tasks,
@@ -119,39 +120,46 @@ def test_mutex_samples_carry_the_waiting_threads_labels():
 
 
 @needs_in_process
-def test_stack_sampler_cpu_splits_a_thread_by_the_labels_it_ran_under():
-    """One thread switches between labelled and unlabelled work of known CPU cost (its own
-    thread clock) ten times a second: each label value gets its share of the thread's CPU."""
-    spent = {"a": 0.0, "b": 0.0, "": 0.0}
+def test_stack_sampler_cpu_samples_carry_the_labels_their_thread_ran_under():
+    """One thread switches ten times a second between a block labelled a, one labelled b and
+    unlabelled work, each in its own function: the CPU sampled in each function carries that
+    function's labels. (How well the sampler splits CPU between short segments is the
+    ground-truth tests' business; the Django and Celery tests hold the shares to 5 points.)"""
 
-    def burn(seconds: float) -> float:
-        start = time.thread_time()
-        while time.thread_time() - start < seconds:
-            pass
-        return time.thread_time() - start
+    def in_a() -> None:
+        burn_cpu(0.06)
+
+    def in_b() -> None:
+        burn_cpu(0.02)
+
+    def unlabelled() -> None:
+        burn_cpu(0.02)
 
     def switcher(stop: threading.Event) -> None:
         while not stop.is_set():
             with profiling_labels(customer="a"):
-                spent["a"] += burn(0.06)
+                in_a()
             with profiling_labels(customer="b"):
-                spent["b"] += burn(0.02)
-            spent[""] += burn(0.02)
+                in_b()
+            unlabelled()
 
     with running(switcher, names=["switcher"]):
-        before = dict(spent)
-        # ~400 samples: the sampling error of a 20 % share stays near 2 points
-        profile = collectors.collect("cpu", duration_seconds=8, sample_rate=100)
-        during = {key: spent[key] - before[key] for key in spent}
+        profile = collectors.collect("cpu", duration_seconds=6, sample_rate=100)
     check_raw(profile, "cpu", "stack-sampler")
-    by_customer = {"a": 0, "b": 0, "": 0}
+    expected = {"in_a": "a", "in_b": "b", "unlabelled": ""}
+    cpu: dict[tuple[str, str], int] = {}  # (function, label) -> CPU
     for sample in profile["samples"]:
-        if sample["thread"] == "switcher":
-            by_customer[sample.get("labels", {}).get("customer", "")] += sample["value"]
-    profiled, measured = sum(by_customer.values()), sum(during.values())
-    for key in spent:
-        assert abs(by_customer[key] / profiled - during[key] / measured) < 0.05, (
-            by_customer, during, profile["notes"])
+        functions = {profile["frames"][index]["function"].rsplit(".", 1)[-1]
+                     for index in sample["stack"]}
+        for function in functions & expected.keys():
+            key = (function, sample.get("labels", {}).get("customer", ""))
+            cpu[key] = cpu.get(key, 0) + sample["value"]
+    for function, label in expected.items():
+        total = sum(value for (name, _), value in cpu.items() if name == function)
+        assert total > 0, cpu
+        # a sample taken within a moment of a block's edge may read the labels of the other
+        # side (seen: up to 5 % of a 20 ms segment's CPU)
+        assert cpu.get((function, label), 0) / total > 0.9, (function, cpu, profile["notes"])
     assert "stack-sampler does not attach labels: its samples carry none" not in profile["notes"]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 
@@ -15,7 +14,7 @@ from profiling_agent import collectors, integrations  # noqa: E402
 from profiling_agent.labels import current_labels, labels_of_thread  # noqa: E402
 from profiling_agent.profile_format import LABEL_TASK  # noqa: E402
 
-from .test_collectors import needs_in_process  # noqa: E402
+from .test_collectors import burn_cpu, needs_in_process  # noqa: E402
 
 BROKER = os.environ.get("CELERY_BROKER_URL", "")
 # not the current app: the platform's tasks (shared_task) must keep resolving to the platform's
@@ -35,11 +34,9 @@ def labels_seen():
 
 
 def _burn(name: str, seconds: float) -> None:
-    start = time.thread_time()
-    while time.thread_time() - start < seconds:
-        pass
+    used = burn_cpu(seconds)
     with _burned_lock:
-        BURNED[name] += time.thread_time() - start
+        BURNED[name] += used
 
 
 @app.task(name="reports.build")

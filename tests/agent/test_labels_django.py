@@ -17,7 +17,7 @@ from django.urls import path  # noqa: E402
 from profiling_agent import collectors, integrations  # noqa: E402
 from profiling_agent.profile_format import LABEL_ROUTE, LABEL_VIEW  # noqa: E402
 
-from .test_collectors import needs_in_process  # noqa: E402
+from .test_collectors import burn_cpu, needs_in_process  # noqa: E402
 
 pytestmark = pytest.mark.urls(__name__)
 
@@ -43,11 +43,9 @@ def costly_view(request):
 
 
 def _burn(name: str, seconds: float) -> HttpResponse:
-    start = time.thread_time()
-    while time.thread_time() - start < seconds:
-        pass
+    used = burn_cpu(seconds)
     with _waited_lock:
-        BURNED[name] += time.thread_time() - start
+        BURNED[name] += used
     return HttpResponse(name)
 
 
