@@ -104,33 +104,33 @@ def _by_route(profile: dict) -> tuple[dict[str, int], set[str]]:
     return by_route, views
 
 
-@needs_in_process
-def test_cpu_grouped_by_route_gives_each_view_its_share(settings):
-    settings.ALLOWED_HOSTS = ["testserver"]
-    integrations.install()
-    profile, burned = _profile_while_serving(("/cpu/items/7/", "/cpu/report/"), "cpu", None,
-                                             BURNED)
-    assert profile["engine"] == "stack-sampler"
-    by_route, views = _by_route(profile)
-    assert views == {f"{__name__}.cheap_cpu_view", f"{__name__}.costly_cpu_view"}
-    assert set(by_route) == {"cpu/items/<int:pk>/", "cpu/report/"}
-    expected_costly = burned["costly"] / sum(burned.values())
-    profiled_costly = by_route["cpu/report/"] / sum(by_route.values())
-    assert abs(profiled_costly - expected_costly) < 0.05, (by_route, burned)
+# profile type -> (URLs, their routes, their views, what the views spent), cheap one first:
+# views that use CPU for cpu profiles, views that wait for block profiles
+_ROUTE_CASES = {
+    "cpu": (("/cpu/items/7/", "/cpu/report/"), ("cpu/items/<int:pk>/", "cpu/report/"),
+            ("cheap_cpu_view", "costly_cpu_view"), BURNED),
+    "block": (("/items/7/", "/report/"), ("items/<int:pk>/", "report/"),
+              ("cheap_view", "costly_view"), WAITED),
+}
 
 
-@pytest.mark.parametrize("engine", ["thread-sampler",
-                                    pytest.param("stack-sampler", marks=needs_in_process)])
-def test_block_grouped_by_route_gives_each_view_its_share(settings, engine):
+@pytest.mark.parametrize(("profile_type", "engine"), [
+    pytest.param("cpu", "stack-sampler", marks=needs_in_process),
+    ("block", "thread-sampler"),
+    pytest.param("block", "stack-sampler", marks=needs_in_process),
+])
+def test_grouped_by_route_gives_each_view_its_share(settings, profile_type, engine):
     settings.ALLOWED_HOSTS = ["testserver"]
     integrations.install()
-    profile, waited = _profile_while_serving(("/items/7/", "/report/"), "block", engine, WAITED)
+    urls, (cheap_route, costly_route), view_names, spent = _ROUTE_CASES[profile_type]
+    profile, during = _profile_while_serving(urls, profile_type, engine, spent)
+    assert profile["engine"] == engine
     by_route, views = _by_route(profile)
-    assert views == {f"{__name__}.cheap_view", f"{__name__}.costly_view"}
-    assert set(by_route) == {"items/<int:pk>/", "report/"}
-    expected_costly = waited["costly"] / sum(waited.values())
-    profiled_costly = by_route["report/"] / sum(by_route.values())
-    assert abs(profiled_costly - expected_costly) < 0.05, (by_route, waited)
+    assert views == {f"{__name__}.{name}" for name in view_names}
+    assert set(by_route) == {cheap_route, costly_route}
+    expected_costly = during["costly"] / sum(during.values())
+    profiled_costly = by_route[costly_route] / sum(by_route.values())
+    assert abs(profiled_costly - expected_costly) < 0.05, (by_route, during)
 
 
 def test_a_request_whose_labels_are_full_is_served_unlabelled(settings):
