@@ -18,15 +18,24 @@ so the sampler tags that thread's samples from then on.
 
 A hook that runs in the profiled thread itself (yappi's tag callback) reads the ContextVar
 (``running_labels``), which inside asyncio is the running task's.
+
+A sampler gives each sample the CPU its thread used since the previous one, so the last
+moments of a label block land on the next sample, after the block: per block, about half a
+sample interval moves to whatever runs next (20 ms Celery tasks lost 38 % of their CPU that way
+at 100 Hz on a busy machine). While a ``LabelCpu`` meter runs, every publish also reads the
+publishing thread's CPU clock, so the meter knows each (thread, label set)'s CPU exactly and
+the cpu engine sets its samples' totals to it.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import functools
 import inspect
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 
@@ -38,6 +47,8 @@ _current: contextvars.ContextVar[Labels] = contextvars.ContextVar("profiling_lab
 _by_thread: dict[int, Labels] = {}
 _by_task: weakref.WeakKeyDictionary[object, Labels] = weakref.WeakKeyDictionary()
 _sampler_link: Callable[[Labels], None] | None = None  # see the module docstring
+_meters: tuple[LabelCpu, ...] = ()  # running LabelCpu meters (a tuple: replaced, never mutated)
+_meters_lock = _thread.allocate_lock()  # raw: never a lock-profiler wrapper
 
 
 def _validated(labels: dict) -> dict[str, str]:
@@ -124,6 +135,12 @@ def _publish(labels: Labels) -> None:
     link = _sampler_link
     if link is not None:
         link(labels)
+    meters = _meters
+    if meters:
+        cpu_now = time.thread_time_ns()
+        native_id = threading.get_native_id()
+        for meter in meters:
+            meter.switch(native_id, labels, cpu_now)
     asyncio = sys.modules.get("asyncio")  # never imported here: only a program using it has tasks
     if asyncio is not None:
         try:
@@ -131,6 +148,8 @@ def _publish(labels: Labels) -> None:
         except RuntimeError:  # no running loop in this thread
             return
         if task is not None:
+            for meter in meters:  # the thread's labels are then whichever task published last
+                meter.asyncio_threads.add(threading.get_native_id())
             if labels:
                 _by_task[task] = labels
             else:
@@ -165,3 +184,71 @@ def set_sampler_link(link: Callable[[Labels], None] | None) -> None:
     """Register (or, with None, remove) the function every publish calls; it must not raise."""
     global _sampler_link
     _sampler_link = link
+
+
+def _schedstat_cpu_ns(native_id: int) -> int | None:
+    """Another thread's CPU time so far (its own clock's source), or None if it is gone."""
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat", "rb") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class LabelCpu:
+    """The CPU time each (native thread id, label set) used between ``start()`` and ``stop()``,
+    read from the thread's CPU clock at every label change (see the module docstring). Threads
+    where asyncio tasks published are listed in ``asyncio_threads``: their figures mix tasks."""
+
+    MAX_ENTRIES = 4096  # past it, ``full`` is set and new (thread, labels) pairs are not counted
+
+    def __init__(self) -> None:
+        self.used: dict[tuple[int, Labels], int] = {}
+        self.asyncio_threads: set[int] = set()
+        self.full = False
+        self._open: dict[int, tuple[Labels, int]] = {}  # native id -> (labels, CPU ns at entry)
+        self._lock = _thread.allocate_lock()
+
+    def start(self) -> None:
+        global _meters
+        with _meters_lock:
+            _meters = (*_meters, self)
+        # threads already inside a block: their segment starts now (a publish since the line
+        # above has opened its own segment, which is newer and stays)
+        alive = {thread.ident: thread.native_id for thread in threading.enumerate()}
+        for ident, labels in threads_labelled().items():
+            native_id = alive.get(ident)
+            cpu_now = _schedstat_cpu_ns(native_id) if native_id else None
+            if cpu_now is not None:
+                with self._lock:
+                    self._open.setdefault(native_id, (labels, cpu_now))
+
+    def switch(self, native_id: int, labels: Labels, cpu_now: int) -> None:
+        with self._lock:
+            previous = self._open.pop(native_id, None)
+            if previous is not None:
+                self._add(native_id, previous[0], cpu_now - previous[1])
+            if labels:
+                self._open[native_id] = (labels, cpu_now)
+
+    def _add(self, native_id: int, labels: Labels, cpu_ns: int) -> None:
+        key = (native_id, labels)
+        if key in self.used:
+            self.used[key] += max(0, cpu_ns)
+        elif len(self.used) < self.MAX_ENTRIES:
+            self.used[key] = max(0, cpu_ns)
+        else:
+            self.full = True
+
+    def stop(self) -> dict[tuple[int, Labels], int]:
+        global _meters
+        with _meters_lock:
+            _meters = tuple(meter for meter in _meters if meter is not self)
+        with self._lock:
+            open_segments, self._open = self._open, {}
+        for native_id, (labels, started) in open_segments.items():
+            cpu_now = _schedstat_cpu_ns(native_id)
+            if cpu_now is not None:
+                with self._lock:
+                    self._add(native_id, labels, cpu_now - started)
+        return self.used

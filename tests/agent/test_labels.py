@@ -168,6 +168,38 @@ def test_stack_sampler_cpu_samples_carry_the_labels_their_thread_ran_under():
     assert "stack-sampler does not attach labels: its samples carry none" not in profile["notes"]
 
 
+@needs_in_process
+def test_stack_sampler_gives_short_labelled_bursts_their_whole_cpu():
+    """5 ms labelled bursts between 20 ms unlabelled sleeps: a sampler alone puts most of a
+    burst's CPU on the sample taken during the sleep that follows (75 % was seen there), so the
+    labelled share of the thread's CPU must come from its CPU clock read at the blocks' edges."""
+    spent = {"labelled": 0.0, "thread": 0.0}  # CPU seconds so far, updated by the thread
+    spent_lock = threading.Lock()
+
+    def bursts(stop: threading.Event) -> None:
+        while not stop.is_set():
+            with profiling_labels(customer="bursty"):
+                used = burn_cpu(0.005)
+            time.sleep(0.02)
+            with spent_lock:
+                spent["labelled"] += used
+                spent["thread"] = time.thread_time()
+
+    with running(bursts, names=["bursts"]):
+        with spent_lock:
+            before = dict(spent)
+        profile = collectors.collect("cpu", duration_seconds=5, sample_rate=100)
+        with spent_lock:
+            after = dict(spent)
+    check_raw(profile, "cpu", "stack-sampler")
+    mine = [sample for sample in profile["samples"] if sample["thread"] == "bursts"]
+    labelled = sum(sample["value"] for sample in mine
+                   if sample.get("labels", {}).get("customer") == "bursty")
+    profiled = labelled / sum(sample["value"] for sample in mine)
+    expected = (after["labelled"] - before["labelled"]) / (after["thread"] - before["thread"])
+    assert abs(profiled - expected) < 0.05, (profiled, expected, profile["notes"])
+
+
 @pytest.mark.parametrize("engine", WAIT_ENGINES)
 def test_a_label_set_inside_an_asyncio_task_stays_on_that_task(engine):
     ready = threading.Event()

@@ -25,7 +25,8 @@ Known bias: the CPU a thread used since its previous sample goes to the stack it
 CPU spent just before a thread stops (a sleep, a GIL hand-over) lands where it waits: bursts far
 shorter than the sample interval show up in their caller's pause, and with threads contending
 for the GIL a few points move from the busy functions to the loop that calls them
-(tests/agent/test_cpu_ground_truth.py measures it).
+(tests/agent/test_cpu_ground_truth.py measures it). Label totals escape it: per thread, each
+label set's CPU is set to what the thread's clock showed inside its blocks (labels.LabelCpu).
 
 Why ddtrace (measured, shared/PROFILERS.md and benchmarks/agent_overhead.py): its stack sampler
 cost 1.004x CPU and matched a program's own ``time.thread_time()`` accounting within 3 points;
@@ -471,12 +472,14 @@ def _thread_name(labels: dict, names: dict[int, str]) -> str:
     return str(name or labels.get("thread name") or f"thread-{ident}")
 
 
-def _collect(profile_type: str, rate: float, window: Window,
-             cpu: ThreadCpu) -> tuple[_Run, float]:
+def _collect(profile_type: str, rate: float, window: Window, cpu: ThreadCpu,
+             label_cpu: labels_api.LabelCpu | None) -> tuple[_Run, float]:
     run = _Run(profile_type, rate)
     _session.join(run)
     window.start()
     cpu.start()
+    if label_cpu is not None:
+        label_cpu.start()
     try:
         next_flush = FLUSH_EVERY_SECONDS * random.uniform(0.8, 1.2)
         while True:
@@ -489,6 +492,8 @@ def _collect(profile_type: str, rate: float, window: Window,
     finally:
         elapsed = window.elapsed
         cpu.update(every=0.0)
+        if label_cpu is not None:
+            label_cpu.stop()
         _session.leave(run)
     if run.error:
         raise CollectorError(run.error)
@@ -544,24 +549,54 @@ def _reroot_torn_stacks(kept: list, builder: ProfileBuilder) -> list:
     return out
 
 
-def _scale_to_thread_clocks(kept: list, cpu: ThreadCpu, builder: ProfileBuilder) -> list:
+def _scale_to_thread_clocks(kept: list, cpu: ThreadCpu, label_cpu: labels_api.LabelCpu,
+                            builder: ProfileBuilder) -> list:
     """Per thread, the samples' weights are scaled to the CPU time its clock shows for the
     window, so per-thread totals are exact whatever the sampler missed at the window's edges or
-    between passes it skipped (the samples held 96-115 % of the clocks in the tests here);
-    the split inside a thread stays the samples'."""
-    sampled: dict[object, float] = {}
-    for sample in kept:
-        sampled[sample[4]] = sampled.get(sample[4], 0.0) + sample[1]
+    between passes it skipped (the samples held 96-115 % of the clocks in the tests here).
+    Inside a thread, each label set's samples are scaled to the CPU the thread's clock showed
+    inside its blocks (``label_cpu``), and the rest of the thread's samples to the rest of its
+    clock; the split of each part among its stacks stays the samples'."""
     if not cpu.available:
         return kept
-    factors = {tid: cpu.used_ns(tid) / total for tid, total in sampled.items()
-               if isinstance(tid, int) and total > 0 and cpu.used_ns(tid) > 0}
-    clocks = sum(cpu.used_ns(tid) for tid in factors)
+    sampled: dict[tuple, float] = {}  # (tid, labels) -> the samples' CPU
+    for _stack, value, _count, _thread, tid, labels in kept:
+        sampled[(tid, labels)] = sampled.get((tid, labels), 0.0) + value
+    exact = {} if label_cpu.full else label_cpu.used
+    factors: dict[tuple, float] = {}
+    rest_sampled: dict[object, float] = {}  # per thread: the samples not set by a label's clock
+    rest_clock: dict[object, float] = {}
+    unseen_ns = labelled_ns = 0.0
+    for (tid, labels), used in exact.items():
+        labelled_ns += used
+        if (tid, labels) not in sampled:
+            unseen_ns += used  # a block no sample saw (shorter than a sample interval)
+    for (tid, labels), total in sampled.items():
+        if not isinstance(tid, int) or cpu.used_ns(tid) <= 0 or total <= 0:
+            continue
+        rest_clock.setdefault(tid, float(cpu.used_ns(tid)))
+        used = exact.get((tid, labels), 0) if tid not in label_cpu.asyncio_threads else 0
+        if labels and used > 0:
+            factors[(tid, labels)] = used / total
+            rest_clock[tid] -= used
+        else:
+            rest_sampled[tid] = rest_sampled.get(tid, 0.0) + total
+    for (tid, labels), total in sampled.items():
+        if tid in rest_sampled and (tid, labels) not in factors and total > 0:
+            factors[(tid, labels)] = max(0.0, rest_clock[tid]) / rest_sampled[tid]
+    clocks = sum(cpu.used_ns(tid) for tid in rest_clock)
     if clocks > 0:
-        held = 100 * sum(sampled[tid] for tid in factors) / clocks
+        held = 100 * sum(total for (tid, _), total in sampled.items() if tid in rest_clock) / clocks
         builder.notes.append("per-thread totals set to each thread's CPU clock over the window "
                              f"(the samples' own CPU deltas held {held:.0f} % of it)")
-    return [(stack, value * factors.get(tid, 1.0), count, thread, tid, labels)
+    if labelled_ns > 0:
+        builder.notes.append(
+            "per thread, each label set's total set to the CPU its thread's clock showed inside "
+            f"its blocks ({100 * unseen_ns / labelled_ns:.1f} % of it was in blocks no sample saw)")
+    if label_cpu.full:
+        builder.notes.append("too many (thread, label set) pairs to clock: label totals are the "
+                             "samples'")
+    return [(stack, value * factors.get((tid, labels), 1.0), count, thread, tid, labels)
             for stack, value, count, thread, tid, labels in kept]
 
 
@@ -597,7 +632,8 @@ def _value_columns(profile: _pprof.Profile, names: Iterable[str]) -> list[int]:
 def collect(*, profile_type: str, duration: float, rate: float, window: Window) -> dict:
     engine = ALLOC_ENGINE if profile_type in ("memory", "alloc") else STACK_ENGINE
     cpu = ThreadCpu()
-    run, elapsed = _collect(profile_type, rate, window, cpu)
+    label_cpu = labels_api.LabelCpu() if profile_type == "cpu" else None
+    run, elapsed = _collect(profile_type, rate, window, cpu, label_cpu)
     builder = ProfileBuilder(profile_type, engine, rate)
     names = {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
     # the agent's threads and the one that called collect() (it only waits) are left out
@@ -650,7 +686,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
                          sample.labels.get(_LABELS, ()) if labelled else ()))
     kept = _reroot_torn_stacks(kept, builder)
     if profile_type == "cpu":
-        kept = _scale_to_thread_clocks(kept, cpu, builder)
+        kept = _scale_to_thread_clocks(kept, cpu, label_cpu, builder)
     elif profile_type == "block":
         kept = _leave_out_runqueue_waits(kept, cpu, int(elapsed * 1e9), builder)
     count_total = value_total = 0
