@@ -560,7 +560,7 @@ def _scale_to_thread_clocks(kept: list, cpu: ThreadCpu, label_cpu: labels_api.La
     if not cpu.available:
         return kept
     sampled: dict[tuple, float] = {}  # (tid, labels) -> the samples' CPU
-    for _stack, value, _count, _thread, tid, labels in kept:
+    for _stack, value, _count, _name, tid, labels in kept:
         sampled[(tid, labels)] = sampled.get((tid, labels), 0.0) + value
     exact = {} if label_cpu.full else label_cpu.used
     factors: dict[tuple, float] = {}
