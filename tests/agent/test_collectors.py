@@ -563,6 +563,40 @@ def test_an_on_demand_run_inside_a_longer_window_is_served_by_the_same_sampler()
 
 
 @needs_in_process
+def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts():
+    """The profiler restarts when a memory run joins a cpu run and when a run follows an idle
+    stop; ddtrace's adaptive sampling then sampled at ~1,000 Hz whatever was asked."""
+
+    def spinner_rate(profile: dict) -> float:
+        samples = sum(sample["count"] for sample in profile["samples"]
+                      if sample["thread"] == "spinner")
+        return samples / profile["durationSeconds"]
+
+    rates = []
+    with running(spinner):
+        for _ in range(2):
+            ddprof._session.stop_idle_now()  # the next window starts the profiler anew
+            rates.append(spinner_rate(collectors.collect("cpu", duration_seconds=1,
+                                                         sample_rate=50)))
+        results: list = [None]
+        underway = threading.Event()
+
+        def cpu_window() -> None:
+            results[0] = collectors.collect("cpu", duration_seconds=2, sample_rate=50,
+                                            progress=lambda _: underway.set())
+
+        thread = threading.Thread(target=cpu_window)
+        thread.start()
+        assert underway.wait(10)
+        collectors.collect("memory", duration_seconds=0.5, sample_rate=50)  # restarts it
+        thread.join(30)
+        rates.append(spinner_rate(results[0]))
+    # each sample counts once: the spinner runs all the time, so about 50 a second (fewer when
+    # the sampler thread is delayed, never many more)
+    assert all(0 < rate < 50 * 1.3 for rate in rates), rates
+
+
+@needs_in_process
 def test_the_pinned_ddtrace_writes_what_the_agent_reads(monkeypatch):
     """The contract with ddtrace's local pprof files: a release that changes them fails here."""
     import ddtrace
