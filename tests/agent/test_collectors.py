@@ -564,8 +564,9 @@ def test_an_on_demand_run_inside_a_longer_window_is_served_by_the_same_sampler()
 
 @needs_in_process
 def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts():
-    """The profiler restarts when a memory run joins a cpu run and when a run follows an idle
-    stop; ddtrace's adaptive sampling then sampled at ~1,000 Hz whatever was asked."""
+    """After an idle pause, a memory run joining a cpu run, and a stop and start of the profiler
+    (as in a forked child): after such a restart ddtrace's adaptive sampling sampled at ~1,000 Hz
+    whatever was asked."""
 
     def spinner_rate(profile: dict) -> float:
         samples = sum(sample["count"] for sample in profile["samples"]
@@ -574,8 +575,8 @@ def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts()
 
     rates = []
     with running(spinner):
-        for _ in range(2):
-            ddprof._session.stop_idle_now()  # the next window starts the profiler anew
+        for stop in (ddprof._session.stop_idle_now, ddprof._session.shutdown):
+            stop()  # pauses the sampler, then stops the profiler: the next window restarts it
             rates.append(spinner_rate(collectors.collect("cpu", duration_seconds=1,
                                                          sample_rate=50)))
         results: list = [None]
@@ -593,7 +594,7 @@ def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts()
         rates.append(spinner_rate(results[0]))
     # each sample counts once: the spinner runs all the time, so about 50 a second (fewer when
     # the sampler thread is delayed, never many more)
-    assert all(0 < rate < 50 * 1.3 for rate in rates), rates
+    assert all(0 < rate < 50 * 1.5 for rate in rates), rates
 
 
 @needs_in_process
@@ -818,7 +819,7 @@ def test_no_temporary_files_are_left_behind(monkeypatch, tmp_path):
     if "stack-sampler" in collectors.available_engines()["cpu"]:
         from profiling_agent.collectors import ddprof
 
-        ddprof._session.stop_idle_now()  # the shared sampler outlives a window by a short grace
+        ddprof._session.shutdown()  # the shared profiler lives until the interpreter exits
     assert list(tmp_path.iterdir()) == []
 
 

@@ -75,6 +75,7 @@ FLUSH_EVERY_SECONDS = 5.0
 # Back-to-back windows leave and join within moments: the profiler (or its allocation hook) is
 # stopped only once no run has needed it for this long, so a restart never delays a window.
 IDLE_GRACE_SECONDS = 5.0
+ADAPTIVE_TARGET_PERCENT = 1.0  # the sampler's CPU budget (Datadog's default)
 _MAX_FRAMES = 128
 
 # Frames of these folders are the agent's (or ddtrace's) own: left out of every stack, while
@@ -294,33 +295,50 @@ class _Run:
 
 
 class _Session:
-    """The process's one ddtrace profiler, running while any run needs it."""
+    """The process's one ddtrace profiler: started by the first run, then kept. Its stack
+    sampling is paused while no cpu, block or goroutine run needs it, and its allocation hook
+    (a MemoryCollector of its own) runs only while a memory or alloc run does: a restarted
+    profiler samples wrong (see ``_set_rate``), a paused one costs nothing."""
 
     def __init__(self) -> None:
         self.lock = _thread.allocate_lock()  # raw: never a lock-profiler wrapper
         self.runs: set[_Run] = set()
         self.profiler = None
-        self.with_memory = False
+        self.sampling = False  # stack sampling on (not paused)
+        self.memory = None  # ddtrace's MemoryCollector, while it runs
         self.folder = ""  # private, while the profiler runs
         self.native_tids: set[int] = set()
         self.classes = None
         self.idle_timer: threading.Timer | None = None
         self.label_links = _LabelLinks()
         self.interval = 0.01  # the native sampler's, in seconds
+        self.starts = 0  # profilers started in this process (a forked child inherits the count)
 
     def load(self) -> None:
         with self.lock:
             if self.classes is None:
                 self.classes = _import_ddtrace()
 
+    def _needs(self) -> tuple[bool, bool]:
+        """(stack sampling, allocation hook) needed by the runs collecting now."""
+        return (any(not run.memory for run in self.runs), any(run.memory for run in self.runs))
+
     def join(self, run: _Run) -> None:
         self.load()
         with self.lock:
             # what was sampled before this run joined belongs to the runs already collecting
             self._flush()
-            if self.profiler is None or (run.memory and not self.with_memory):
-                self._start(run.memory or self.with_memory)
             self.runs.add(run)
+            stack, memory = self._needs()
+            if self.profiler is None:
+                self._start()
+                if not stack:
+                    self._pause()
+            if stack and not self.sampling:
+                self.classes[1].resume_sampling()
+                self.sampling = True
+            if memory and self.memory is None:
+                self._start_memory()
             self._set_rate()
 
     def leave(self, run: _Run) -> None:
@@ -336,13 +354,12 @@ class _Session:
                 self.idle_timer.start()
 
     def _idle_parts(self) -> bool:
-        """Whether the profiler, or its allocation hook, runs with no run needing it."""
-        return self.profiler is not None and (
-            not self.runs or (self.with_memory and not any(r.memory for r in self.runs))
-        )
+        """Whether stack sampling, or the allocation hook, runs with no run needing it."""
+        stack, memory = self._needs()
+        return (self.sampling and not stack) or (self.memory is not None and not memory)
 
     def stop_idle_now(self) -> None:
-        """Stop what no run needs without waiting for the grace (the agent's shutdown, tests)."""
+        """Pause what no run needs without waiting for the grace (tests)."""
         timer = self.idle_timer
         if timer is not None:
             timer.cancel()
@@ -366,35 +383,56 @@ class _Session:
             if not self._idle_parts():
                 return
             self._flush()
-            if not self.runs:
-                self._stop()
-            else:
-                self._start(False)  # the allocation hook costs: not a moment longer than needed
-                self._set_rate()
+            stack, memory = self._needs()
+            if self.sampling and not stack:
+                self._pause()
+            if self.memory is not None and not memory:
+                self._stop_memory()  # the allocation hook costs: not a moment longer than needed
 
     def tick(self) -> None:
         with self.lock:
             self._flush()
 
-    def _start(self, memory: bool) -> None:
+    def _pause(self) -> None:
+        self.classes[1].pause_sampling()
+        self.sampling = False
+
+    def _start_memory(self) -> None:
+        from ddtrace.profiling.collector import memalloc
+
+        memory = memalloc.MemoryCollector()
+        memory.start()
+        self.memory = memory
+
+    def _stop_memory(self) -> None:
+        memory, self.memory = self.memory, None
+        if memory is not None:
+            memory.stop()
+
+    def _start(self) -> None:
         self._stop()
         profiler_class, _stack, config = self.classes
         self.folder = _tempfiles.private_dir("ddtrace")
         config.output_pprof = os.path.join(self.folder, "profile")  # read at every start
         before = _overhead.task_ids()
-        profiler = profiler_class(_memory_collector_enabled=memory)
+        profiler = profiler_class(_memory_collector_enabled=False)
         with _host_signal_handlers_kept():
             profiler.start()
+        self.starts += 1
         _track_running_event_loops(_stack)
         self.label_links.started(_stack)
         self.native_tids = _overhead.task_ids() - before
         _overhead.register_native_threads(self.native_tids)
-        self.profiler, self.with_memory = profiler, memory
+        self.profiler, self.sampling = profiler, True
 
     def _stop(self) -> None:
         if self.profiler is not None:
             profiler, self.profiler = self.profiler, None
             self.label_links.stopped()
+            self._stop_memory()
+            if not self.sampling:
+                self.classes[1].resume_sampling()  # a paused sampler thread would not end
+            self.sampling = False
             profiler.stop(flush=True)  # written and discarded: nothing left for the next start
             self._wait_for_native_sampler_to_end()
             _overhead.forget_native_threads(self.native_tids)
@@ -419,15 +457,20 @@ class _Session:
                 time.sleep(0.002)
 
     def _set_rate(self) -> None:
-        """The highest sampleRate asked for is the rate. ddtrace's adaptive sampling stays off:
-        after its profiler restarted in the same process (a memory run joining, or a run after
-        an idle stop) it sampled at ~1,000 Hz whatever the interval asked (ddtrace 4.16: 51 Hz
-        then 567 and 656 Hz in three 1.5 s windows with a restart between; fixed: 97 Hz in
-        each). The sampler's cost is measured in benchmarks/agent_overhead.py."""
+        """The highest sampleRate asked for is the ceiling; ddtrace's adaptive sampling lowers
+        it while the sampler would use more than ADAPTIVE_TARGET_PERCENT of the process's CPU
+        (the rate reached is in each profile's notes). Only for the process's first profiler:
+        once a profiler was stopped and another started (after a fork, or a shutdown), ddtrace's
+        adaptive sampling sampled at ~1,000 Hz whatever was asked (4.16: 51 Hz, then 567 and
+        656 Hz in three 1.5 s windows with a restart between; it compares the new sampler
+        thread's CPU clock with the old one's), so a restarted profiler samples at the rate."""
         rate = max((r.rate for r in self.runs), default=100.0)
         self.interval = 1.0 / rate
         _stack = self.classes[1]
-        _stack.set_adaptive_sampling(False)
+        adaptive = self.starts <= 1
+        _stack.set_adaptive_sampling(adaptive)
+        if adaptive:
+            _stack.set_target_overhead(ADAPTIVE_TARGET_PERCENT)
         _stack.set_interval(self.interval)
 
     def _files(self, suffix: str) -> list[str]:
@@ -444,6 +487,8 @@ class _Session:
         if self.profiler is None:
             return
         recent_labels = self.label_links.begin_flush()
+        if self.memory is not None:
+            self.memory.snapshot()  # exports the sampled allocations (the profiler's own did too)
         self.profiler._scheduler.flush()
         paths = self._files(".pprof")
         profiles = []
@@ -469,9 +514,13 @@ class _Session:
             profiler, self.profiler = self.profiler, None
             self.label_links.stopped()
             try:
+                self._stop_memory()
+                if not self.sampling:
+                    self.classes[1].resume_sampling()
                 profiler.stop(flush=False)  # ddtrace restarted its sampler in the child
             except Exception:  # noqa: BLE001 - nothing a child could do about it
                 pass
+        self.memory, self.sampling = None, False
         _overhead.forget_native_threads(self.native_tids)
         self.native_tids = set()
         self.folder = ""  # the parent's: it removes it

@@ -174,13 +174,14 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         builder = ProfileBuilder(profile_type, ENGINE, rate)
         resolver = _source.shared()
         calls = overflow_calls = 0
+        entries = _entries_by_thread(yappi, tags, resolver)
         for thread in yappi.get_thread_stats():
             name = names.get(thread.tid) or f"{thread.name}-{thread.tid}"
             if thread.tid == own or is_agent_thread(name):
                 continue
             prefix = builder.code_stack_indices(
                 _common_prefix(at_start.get(thread.tid, []), at_end.get(thread.tid, [])))
-            funcs = _entries(yappi, thread.id, tags, resolver)
+            funcs = entries.get(thread.id, {})
             calls += _build(funcs, builder, name, prefix)
             overflow_calls += sum(f.ncall for f in funcs.values() if f.tag in tags.overflow)
         builder.notes.append(
@@ -229,20 +230,22 @@ def _common_prefix(start: list, end: list) -> tuple:
     return tuple(codes)
 
 
-def _entries(yappi, ctx_id: int, tags: _Tags, resolver: _source.SourceResolver) -> dict[int, _Func]:
-    """The thread's (function, tag) entries by yappi's entry index."""
-    funcs: dict[int, _Func] = {}
+def _entries_by_thread(yappi, tags: _Tags,
+                       resolver: _source.SourceResolver) -> dict[int, dict[int, _Func]]:
+    """Every thread's (function, tag) entries by yappi's entry index, per yappi thread id: one
+    pass over yappi's stats (a pass per thread reads every thread's entries each time)."""
+    by_thread: dict[int, dict[int, _Func]] = {}
     names: dict[str, str] = {}  # full_name -> qualified name
 
     def keep(stat) -> bool:
         name = names.get(stat.full_name)
         if name is None:
             name = names[stat.full_name] = _qualified(stat, resolver)
-        funcs[stat.index] = _Func(stat, name, tags.labels[stat.tag])
+        by_thread.setdefault(stat.ctx_id, {})[stat.index] = _Func(stat, name, tags.labels[stat.tag])
         return False  # kept here, before yappi merges the tags of a function
 
-    yappi.get_func_stats(filter={"ctx_id": ctx_id}, filter_callback=keep)
-    return funcs
+    yappi.get_func_stats(filter_callback=keep)
+    return by_thread
 
 
 def _qualified(stat, resolver: _source.SourceResolver) -> str:
