@@ -35,6 +35,9 @@ echion attributed as well but spins (1.5x); py-spy needs ptrace and a child proc
 How it is driven: tracing, telemetry, remote config and its lock collector are off (the agent's
 lock-wrapper owns mutex); profiles are written as zstd pprof files into a private temporary
 folder, only when this module flushes: at every run's start and end and every few seconds.
+The profiler is started once per process and kept: its stack sampling is paused while no cpu,
+block or goroutine run needs it, and the allocation hook runs only while a memory or alloc run
+does (memory alone no longer pays for the stack sampler: 1.16x CPU before, 0.98-1.12x now).
 Each flush's samples go to every run collecting at that moment, so concurrent runs of these
 types share one sampler. The files are decoded by the agent's own reader (``_pprof.py``); the
 contract tests in tests/agent/test_collectors.py fail when a ddtrace release changes them.
