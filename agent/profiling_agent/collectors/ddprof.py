@@ -414,6 +414,7 @@ class _Session:
 
     def _start(self) -> None:
         self._stop()
+        self._wait_for_native_sampler_to_end()  # in a forked child: the one ddtrace restarted
         profiler_class, _stack, config = self.classes
         self.folder = _tempfiles.private_dir("ddtrace")
         config.output_pprof = os.path.join(self.folder, "profile")  # read at every start
