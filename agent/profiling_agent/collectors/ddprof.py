@@ -316,6 +316,7 @@ class _Session:
         self.label_links = _LabelLinks()
         self.interval = 0.01  # the native sampler's, in seconds
         self.starts = 0  # profilers started in this process (a forked child inherits the count)
+        self.flushed_at = 0.0  # time.monotonic() of the latest flush
 
     def load(self) -> None:
         with self.lock:
@@ -393,8 +394,11 @@ class _Session:
                 self._stop_memory()  # the allocation hook costs: not a moment longer than needed
 
     def tick(self) -> None:
+        """A run's periodic flush: each flush serves every run, so with several runs collecting
+        (all six types at once) one flush per period does, not one per run."""
         with self.lock:
-            self._flush()
+            if time.monotonic() - self.flushed_at >= FLUSH_EVERY_SECONDS / 2:
+                self._flush()
 
     def _pause(self) -> None:
         self.classes[1].pause_sampling()
@@ -490,6 +494,7 @@ class _Session:
     def _flush(self) -> None:
         if self.profiler is None:
             return
+        self.flushed_at = time.monotonic()
         recent_labels = self.label_links.begin_flush()
         if self.memory is not None:
             self.memory.snapshot()  # exports the sampled allocations (the profiler's own did too)
