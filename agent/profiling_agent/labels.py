@@ -149,7 +149,7 @@ def _publish(labels: Labels) -> None:
             return
         if task is not None:
             for meter in meters:  # the thread's labels are then whichever task published last
-                meter.asyncio_threads.add(threading.get_native_id())
+                meter.asyncio_threads.add(native_id)
             if labels:
                 _by_task[task] = labels
             else:
@@ -186,15 +186,6 @@ def set_sampler_link(link: Callable[[Labels], None] | None) -> None:
     _sampler_link = link
 
 
-def _schedstat_cpu_ns(native_id: int) -> int | None:
-    """Another thread's CPU time so far (its own clock's source), or None if it is gone."""
-    try:
-        with open(f"/proc/self/task/{native_id}/schedstat", "rb") as handle:
-            return int(handle.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 class LabelCpu:
     """The CPU time each (native thread id, label set) used between ``start()`` and ``stop()``,
     read from the thread's CPU clock at every label change (see the module docstring). Threads
@@ -209,19 +200,18 @@ class LabelCpu:
         self._open: dict[int, tuple[Labels, int]] = {}  # native id -> (labels, CPU ns at entry)
         self._lock = _thread.allocate_lock()
 
-    def start(self) -> None:
+    def start(self, clocks: dict[int, int]) -> None:
+        """``clocks``: native thread id -> CPU ns now, of every thread (the window's own
+        reading), for the threads already inside a block, whose segment starts now."""
         global _meters
         with _meters_lock:
             _meters = (*_meters, self)
-        # threads already inside a block: their segment starts now (a publish since the line
-        # above has opened its own segment, which is newer and stays)
         alive = {thread.ident: thread.native_id for thread in threading.enumerate()}
         for ident, labels in threads_labelled().items():
             native_id = alive.get(ident)
-            cpu_now = _schedstat_cpu_ns(native_id) if native_id else None
-            if cpu_now is not None:
-                with self._lock:
-                    self._open.setdefault(native_id, (labels, cpu_now))
+            if native_id in clocks:
+                with self._lock:  # a publish since registering opened a newer segment: it stays
+                    self._open.setdefault(native_id, (labels, clocks[native_id]))
 
     def switch(self, native_id: int, labels: Labels, cpu_now: int) -> None:
         with self._lock:
@@ -240,15 +230,14 @@ class LabelCpu:
         else:
             self.full = True
 
-    def stop(self) -> dict[tuple[int, Labels], int]:
+    def stop(self, clocks: dict[int, int]) -> dict[tuple[int, Labels], int]:
+        """``clocks`` as for start(), read at the window's end: they close the open segments."""
         global _meters
         with _meters_lock:
             _meters = tuple(meter for meter in _meters if meter is not self)
         with self._lock:
-            open_segments, self._open = self._open, {}
-        for native_id, (labels, started) in open_segments.items():
-            cpu_now = _schedstat_cpu_ns(native_id)
-            if cpu_now is not None:
-                with self._lock:
-                    self._add(native_id, labels, cpu_now - started)
+            for native_id, (labels, started) in self._open.items():
+                if native_id in clocks:
+                    self._add(native_id, labels, clocks[native_id] - started)
+            self._open = {}
         return self.used

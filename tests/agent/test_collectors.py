@@ -539,22 +539,30 @@ def test_every_type_at_once_from_different_threads():
     assert {"spinner", "napper", "grower"} <= set(totals(by_type["goroutine"], by="thread"))
 
 
+@contextmanager
+def cpu_window_underway(**window):
+    """A cpu window collecting in another thread; the block runs once it reported its first
+    progress (about 1 s in) and ends when the window has; yields [profile]."""
+    results: list = [None]
+    underway = threading.Event()
+
+    def collect() -> None:
+        results[0] = collectors.collect("cpu", progress=lambda _: underway.set(), **window)
+
+    thread = threading.Thread(target=collect)
+    thread.start()
+    assert underway.wait(10)
+    try:
+        yield results
+    finally:
+        thread.join(30)
+
+
 @needs_in_process
 def test_an_on_demand_run_inside_a_longer_window_is_served_by_the_same_sampler():
     with running(spinner):
-        results: list = [None]
-
-        underway = threading.Event()  # set by the window's first progress report (about 1 s in)
-
-        def long_window() -> None:
-            results[0] = collectors.collect("cpu", duration_seconds=3, sample_rate=100,
-                                            progress=lambda _: underway.set())
-
-        thread = threading.Thread(target=long_window)
-        thread.start()
-        assert underway.wait(10)
-        short = collectors.collect("cpu", duration_seconds=1, sample_rate=100)
-        thread.join(30)
+        with cpu_window_underway(duration_seconds=3, sample_rate=100) as results:
+            short = collectors.collect("cpu", duration_seconds=1, sample_rate=100)
     long = results[0]
     spin_long = totals(long, by="thread")["spinner"]
     spin_short = totals(short, by="thread")["spinner"]
@@ -579,18 +587,8 @@ def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts()
             stop()  # pauses the sampler, then stops the profiler: the next window restarts it
             rates.append(spinner_rate(collectors.collect("cpu", duration_seconds=1,
                                                          sample_rate=50)))
-        results: list = [None]
-        underway = threading.Event()
-
-        def cpu_window() -> None:
-            results[0] = collectors.collect("cpu", duration_seconds=2, sample_rate=50,
-                                            progress=lambda _: underway.set())
-
-        thread = threading.Thread(target=cpu_window)
-        thread.start()
-        assert underway.wait(10)
-        collectors.collect("memory", duration_seconds=0.5, sample_rate=50)  # restarts it
-        thread.join(30)
+        with cpu_window_underway(duration_seconds=2, sample_rate=50) as results:
+            collectors.collect("memory", duration_seconds=0.5, sample_rate=50)  # joins the cpu run
         rates.append(spinner_rate(results[0]))
     # each sample counts once: the spinner runs all the time, so about 50 a second (fewer when
     # the sampler thread is delayed, never many more)

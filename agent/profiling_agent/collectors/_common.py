@@ -271,6 +271,10 @@ class ThreadCpu:
             self._last_read = now
             self.last.update(self._read_all())
 
+    def clocks(self, reading: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """native id -> CPU ns of ``reading`` (``base`` or ``last``)."""
+        return {tid: fields[0] for tid, fields in reading.items()}
+
     def used_ns(self, tid: int) -> int:
         return max(0, self.last.get(tid, (0, 0))[0] - self.base.get(tid, (0, 0))[0])
 

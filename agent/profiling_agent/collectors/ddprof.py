@@ -418,7 +418,7 @@ class _Session:
 
     def _start(self) -> None:
         self._stop()
-        self._wait_for_native_sampler_to_end()  # in a forked child: the one ddtrace restarted
+        self._wait_for_native_sampler_to_end()  # the previous one, or a forked child's
         profiler_class, _stack, config = self.classes
         self.folder = _tempfiles.private_dir("ddtrace")
         config.output_pprof = os.path.join(self.folder, "profile")  # read at every start
@@ -433,16 +433,18 @@ class _Session:
         _overhead.register_native_threads(self.native_tids)
         self.profiler, self.sampling = profiler, True
 
+    def _end_profiler(self, flush: bool) -> None:
+        profiler, self.profiler = self.profiler, None
+        self.label_links.stopped()
+        self._stop_memory()
+        if not self.sampling:
+            self.classes[1].resume_sampling()  # a paused sampler thread would not end
+        self.sampling = False
+        profiler.stop(flush=flush)
+
     def _stop(self) -> None:
         if self.profiler is not None:
-            profiler, self.profiler = self.profiler, None
-            self.label_links.stopped()
-            self._stop_memory()
-            if not self.sampling:
-                self.classes[1].resume_sampling()  # a paused sampler thread would not end
-            self.sampling = False
-            profiler.stop(flush=True)  # written and discarded: nothing left for the next start
-            self._wait_for_native_sampler_to_end()
+            self._end_profiler(flush=True)  # written and discarded: nothing left for the next start
             _overhead.forget_native_threads(self.native_tids)
             self.native_tids = set()
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -520,16 +522,11 @@ class _Session:
         self.runs = set()
         self.idle_timer = None  # the parent's thread: not in the child
         if self.profiler is not None:
-            profiler, self.profiler = self.profiler, None
-            self.label_links.stopped()
             try:
-                self._stop_memory()
-                if not self.sampling:
-                    self.classes[1].resume_sampling()
-                profiler.stop(flush=False)  # ddtrace restarted its sampler in the child
+                self._end_profiler(flush=False)  # ddtrace restarted its sampler in the child
             except Exception:  # noqa: BLE001 - nothing a child could do about it
                 pass
-        self.memory, self.sampling = None, False
+        self.profiler, self.memory, self.sampling = None, None, False
         _overhead.forget_native_threads(self.native_tids)
         self.native_tids = set()
         self.folder = ""  # the parent's: it removes it
@@ -557,7 +554,7 @@ def _collect(profile_type: str, rate: float, window: Window, cpu: ThreadCpu,
     window.start()
     cpu.start()
     if label_cpu is not None:
-        label_cpu.start()
+        label_cpu.start(cpu.clocks(cpu.base))
     try:
         next_flush = FLUSH_EVERY_SECONDS * random.uniform(0.8, 1.2)
         while True:
@@ -571,7 +568,7 @@ def _collect(profile_type: str, rate: float, window: Window, cpu: ThreadCpu,
         elapsed = window.elapsed
         cpu.update(every=0.0)
         if label_cpu is not None:
-            label_cpu.stop()
+            label_cpu.stop(cpu.clocks(cpu.last))
         _session.leave(run)
     if run.error:
         raise CollectorError(run.error)
