@@ -572,7 +572,7 @@ def test_an_on_demand_run_inside_a_longer_window_is_served_by_the_same_sampler()
 
 @needs_in_process
 def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts():
-    """After an idle pause, a memory run joining a cpu run, and a stop and start of the profiler
+    """After an idle grace, a memory run joining a cpu run, and a stop and start of the profiler
     (as in a forked child): after such a restart ddtrace's adaptive sampling sampled at ~1,000 Hz
     whatever was asked."""
 
@@ -584,7 +584,7 @@ def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts()
     rates = []
     with running(spinner):
         for stop in (ddprof._session.stop_idle_now, ddprof._session.shutdown):
-            stop()  # pauses the sampler, then stops the profiler: the next window restarts it
+            stop()  # ends the idle grace, then stops the profiler: the next window restarts it
             rates.append(spinner_rate(collectors.collect("cpu", duration_seconds=1,
                                                          sample_rate=50)))
         with cpu_window_underway(duration_seconds=2, sample_rate=50) as results:

@@ -35,9 +35,9 @@ echion attributed as well but spins (1.5x); py-spy needs ptrace and a child proc
 How it is driven: tracing, telemetry, remote config and its lock collector are off (the agent's
 lock-wrapper owns mutex); profiles are written as zstd pprof files into a private temporary
 folder, only when this module flushes: at every run's start and end and every few seconds.
-The profiler is started once per process and kept: its stack sampling is paused while no cpu,
-block or goroutine run needs it, and the allocation hook runs only while a memory or alloc run
-does (memory alone no longer pays for the stack sampler: 1.16x CPU before, 0.98-1.12x now).
+The profiler is started once per process and kept sampling (a restart, or a resume after a
+pause, made ddtrace's adaptive sampling misbehave); the allocation hook runs only while a
+memory or alloc run does.
 Each flush's samples go to every run collecting at that moment, so concurrent runs of these
 types share one sampler. The files are decoded by the agent's own reader (``_pprof.py``); the
 contract tests in tests/agent/test_collectors.py fail when a ddtrace release changes them.
@@ -298,16 +298,17 @@ class _Run:
 
 
 class _Session:
-    """The process's one ddtrace profiler: started by the first run, then kept. Its stack
-    sampling is paused while no cpu, block or goroutine run needs it, and its allocation hook
-    (a MemoryCollector of its own) runs only while a memory or alloc run does: a restarted
-    profiler samples wrong (see ``_set_rate``), a paused one costs nothing."""
+    """The process's one ddtrace profiler: started by the first run, then kept sampling (its
+    adaptive sampling keeps it near ADAPTIVE_TARGET_PERCENT of the process's CPU): a restarted
+    profiler samples wrong (see ``_set_rate``), and so, for a while, does one resumed after
+    ``pause_sampling`` (the block shares of Django routes came 10 points off after a resume).
+    Its allocation hook (a MemoryCollector of its own) runs only while a memory or alloc run
+    collects."""
 
     def __init__(self) -> None:
         self.lock = _thread.allocate_lock()  # raw: never a lock-profiler wrapper
         self.runs: set[_Run] = set()
         self.profiler = None
-        self.sampling = False  # stack sampling on (not paused)
         self.memory = None  # ddtrace's MemoryCollector, while it runs
         self.folder = ""  # private, while the profiler runs
         self.native_tids: set[int] = set()
@@ -323,9 +324,8 @@ class _Session:
             if self.classes is None:
                 self.classes = _import_ddtrace()
 
-    def _needs(self) -> tuple[bool, bool]:
-        """(stack sampling, allocation hook) needed by the runs collecting now."""
-        return (any(not run.memory for run in self.runs), any(run.memory for run in self.runs))
+    def _needs_memory(self) -> bool:
+        return any(run.memory for run in self.runs)
 
     def join(self, run: _Run) -> None:
         self.load()
@@ -333,15 +333,9 @@ class _Session:
             # what was sampled before this run joined belongs to the runs already collecting
             self._flush()
             self.runs.add(run)
-            stack, memory = self._needs()
             if self.profiler is None:
                 self._start()
-                if not stack:
-                    self._pause()
-            if stack and not self.sampling:
-                self.classes[1].resume_sampling()
-                self.sampling = True
-            if memory and self.memory is None:
+            if run.memory and self.memory is None:
                 self._start_memory()
             self._set_rate()
 
@@ -358,12 +352,11 @@ class _Session:
                 self.idle_timer.start()
 
     def _idle_parts(self) -> bool:
-        """Whether stack sampling, or the allocation hook, runs with no run needing it."""
-        stack, memory = self._needs()
-        return (self.sampling and not stack) or (self.memory is not None and not memory)
+        """Whether the allocation hook runs with no run needing it."""
+        return self.memory is not None and not self._needs_memory()
 
     def stop_idle_now(self) -> None:
-        """Pause what no run needs without waiting for the grace (tests)."""
+        """Stop what no run needs without waiting for the grace (tests)."""
         timer = self.idle_timer
         if timer is not None:
             timer.cancel()
@@ -387,11 +380,7 @@ class _Session:
             if not self._idle_parts():
                 return
             self._flush()
-            stack, memory = self._needs()
-            if self.sampling and not stack:
-                self._pause()
-            if self.memory is not None and not memory:
-                self._stop_memory()  # the allocation hook costs: not a moment longer than needed
+            self._stop_memory()  # the allocation hook costs: not a moment longer than needed
 
     def tick(self) -> None:
         """A run's periodic flush: each flush serves every run, so with several runs collecting
@@ -399,10 +388,6 @@ class _Session:
         with self.lock:
             if time.monotonic() - self.flushed_at >= FLUSH_EVERY_SECONDS / 2:
                 self._flush()
-
-    def _pause(self) -> None:
-        self.classes[1].pause_sampling()
-        self.sampling = False
 
     def _start_memory(self) -> None:
         from ddtrace.profiling.collector import memalloc
@@ -431,15 +416,12 @@ class _Session:
         self.label_links.started(_stack)
         self.native_tids = _overhead.task_ids() - before
         _overhead.register_native_threads(self.native_tids)
-        self.profiler, self.sampling = profiler, True
+        self.profiler = profiler
 
     def _end_profiler(self, flush: bool) -> None:
         profiler, self.profiler = self.profiler, None
         self.label_links.stopped()
         self._stop_memory()
-        if not self.sampling:
-            self.classes[1].resume_sampling()  # a paused sampler thread would not end
-        self.sampling = False
         profiler.stop(flush=flush)
 
     def _stop(self) -> None:
@@ -526,7 +508,7 @@ class _Session:
                 self._end_profiler(flush=False)  # ddtrace restarted its sampler in the child
             except Exception:  # noqa: BLE001 - nothing a child could do about it
                 pass
-        self.profiler, self.memory, self.sampling = None, None, False
+        self.profiler, self.memory = None, None
         _overhead.forget_native_threads(self.native_tids)
         self.native_tids = set()
         self.folder = ""  # the parent's: it removes it
