@@ -590,9 +590,10 @@ def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts()
         with cpu_window_underway(duration_seconds=2, sample_rate=50) as results:
             collectors.collect("memory", duration_seconds=0.5, sample_rate=50)  # joins the cpu run
         rates.append(spinner_rate(results[0]))
-    # each sample counts once: the spinner runs all the time, so about 50 a second (fewer when
-    # the sampler thread is delayed, never many more)
-    assert all(0 < rate < 50 * 1.5 for rate in rates), rates
+    # the spinner runs all the time, so about 50 samples a second; adaptive sampling may go
+    # above the rate asked while the sampler is cheap (82 a second was seen in CI after a
+    # window at 100 Hz), the bug went ten times over it (567-1,000 Hz)
+    assert all(0 < rate < 50 * 3 for rate in rates), rates
 
 
 @needs_in_process

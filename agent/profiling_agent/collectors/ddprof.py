@@ -449,9 +449,10 @@ class _Session:
                 time.sleep(0.002)
 
     def _set_rate(self) -> None:
-        """The highest sampleRate asked for is the ceiling; ddtrace's adaptive sampling lowers
-        it while the sampler would use more than ADAPTIVE_TARGET_PERCENT of the process's CPU
-        (the rate reached is in each profile's notes). Only for the process's first profiler:
+        """The highest sampleRate asked for sets the interval; ddtrace's adaptive sampling then
+        moves it to keep the sampler near ADAPTIVE_TARGET_PERCENT of the process's CPU (mostly
+        lower; up to ~1.7x the rate asked was seen while the sampler was cheap; the rate
+        reached is in each profile's notes). Only for the process's first profiler:
         once a profiler was stopped and another started (after a fork, or a shutdown), ddtrace's
         adaptive sampling sampled at ~1,000 Hz whatever was asked (4.16: 51 Hz, then 567 and
         656 Hz in three 1.5 s windows with a restart between; it compares the new sampler
