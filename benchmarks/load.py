@@ -250,6 +250,7 @@ def main() -> None:
         print(f"  web: {requests} requests, {spent['web'] / max(requests, 1) * 1000:.1f} ms CPU each; the whole "
               f"machine was busy {machine:.1f} CPU-s, of which {machine - sum(spent.values()):.1f} outside this "
               f"benchmark (other programs, the kernel); load average {os.getloadavg()[0]:.1f}")
+        print_requests_by_kind(scratch)
         if args.timeline:
             sampler.join()
             print_timeline(began, gets, samples)
@@ -358,6 +359,28 @@ def server_seconds(logs: Path) -> list[float]:
         if method == "GET" and path.startswith(API) and len(parts[-1]) == 36 and status == "200":
             out.append(int(micros) / 1e6)
     return out
+
+
+def request_kind(method: str, path: str) -> str:
+    """The API operation an access-log line is, by its path's shape."""
+    parts = path.rstrip("/").split("/")
+    if path.startswith(API + "/agent/"):
+        return f"agent {parts[-1]}"  # poll, progress, upload, fail
+    if path.startswith(API + "/"):
+        return f"{method} {'status' if len(parts[-1]) == 36 else parts[-1]}"
+    return f"{method} {path}"
+
+
+def print_requests_by_kind(logs: Path) -> None:
+    """Every request the load caused, by kind: how many and gunicorn's time for them (not CPU)."""
+    kinds: dict[str, list[float]] = {}
+    for line in (logs / "access.log").read_text().splitlines():
+        method, path, _status, micros = line.split()
+        kinds.setdefault(request_kind(method, path), []).append(int(micros) / 1e6)
+    print("requests by kind (count, gunicorn time p50 / p99, total):")
+    for kind, seconds in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {kind:<22} {len(seconds):5d}  {percentile(seconds, 50) * 1000:6.1f} / "
+              f"{percentile(seconds, 99) * 1000:6.1f} ms  {sum(seconds):6.1f} s")
 
 
 def run_load(args, client: Client, services: list[str], baseline: list[float], api_token: str,

@@ -35,7 +35,7 @@ def task_ids() -> set[int]:
         return set()
 
 
-def _thread_cpu_ns(tid: int) -> int | None:
+def thread_cpu_ns(tid: int) -> int | None:
     try:
         with open(f"/proc/self/task/{tid}/schedstat", "rb") as handle:
             return int(handle.read().split()[0])
@@ -69,7 +69,7 @@ class OverheadMeter:
     def _agent_now(self) -> dict[int, int]:
         readings = {}
         for tid in _agent_tids(self._collecting_tid):
-            value = _thread_cpu_ns(tid)
+            value = thread_cpu_ns(tid)
             if value is not None:
                 readings[tid] = value
         return readings

@@ -35,9 +35,10 @@ echion attributed as well but spins (1.5x); py-spy needs ptrace and a child proc
 How it is driven: tracing, telemetry, remote config and its lock collector are off (the agent's
 lock-wrapper owns mutex); profiles are written as zstd pprof files into a private temporary
 folder, only when this module flushes: at every run's start and end and every few seconds.
-The profiler is started once per process and kept sampling (a restart, or a resume after a
-pause, made ddtrace's adaptive sampling misbehave); the allocation hook runs only while a
-memory or alloc run does.
+The profiler is started once per process and kept sampling (a resume after a pause sampled
+wrong for a while), at a fixed interval that a governor of ours slows when the sampler costs
+more than its budget (ddtrace's adaptive sampling went 2-4x over the rate asked, and to
+~1,000 Hz after a restart); the allocation hook runs only while a memory or alloc run does.
 Each flush's samples go to every run collecting at that moment, so concurrent runs of these
 types share one sampler. The files are decoded by the agent's own reader (``_pprof.py``); the
 contract tests in tests/agent/test_collectors.py fail when a ddtrace release changes them.
@@ -78,8 +79,16 @@ FLUSH_EVERY_SECONDS = 5.0
 # Back-to-back windows leave and join within moments: the profiler (or its allocation hook) is
 # stopped only once no run has needed it for this long, so a restart never delays a window.
 IDLE_GRACE_SECONDS = 5.0
-ADAPTIVE_TARGET_PERCENT = 1.0  # the sampler's CPU budget (Datadog's default)
+# The sampler's CPU budget: its threads' CPU at most this share of the rest of the process's (the
+# 1 % Datadog's adaptive sampling aims at), or this share of one core, whichever allows more (an
+# idle host keeps the rate asked: its sampler costs little in absolute terms). Checked every
+# SAMPLER_GOVERN_SECONDS; over it, the interval grows, up to SAMPLER_MAX_INTERVAL_SECONDS.
+SAMPLER_BUDGET_PERCENT = 1.0
+SAMPLER_FLOOR_CORE_PERCENT = 0.5
+SAMPLER_GOVERN_SECONDS = 1.0
+SAMPLER_MAX_INTERVAL_SECONDS = 1.0
 _MAX_FRAMES = 128
+_MAX_THREADS = 1000  # the most ddtrace takes
 
 # Frames of these folders are the agent's (or ddtrace's) own: left out of every stack, while
 # the rest of the stack stays (the wrapper's frames sit under the host's main thread).
@@ -137,6 +146,10 @@ def _import_ddtrace():
         "DD_PROFILING_STACK_NATIVE_FRAMES": "false",
         "DD_PROFILING_UPLOAD_INTERVAL": "86400",  # we flush ourselves
         "DD_PROFILING_MAX_FRAMES": str(_MAX_FRAMES),
+        # every thread in every pass (ddtrace's default: 25 picked at random, so a leak past 25
+        # threads read as 25 in the goroutine profile); the governor bounds what passes cost.
+        # A private setting: its name starts with an underscore.
+        "_DD_PROFILING_STACK_MAX_THREADS": str(_MAX_THREADS),
         "DD_PROFILING_HEAP_SAMPLE_SIZE": str(alloc_sample_bytes()),
         "DD_PROFILING_OUTPUT_PPROF": "profile",  # set per start: see _Session._start
     }
@@ -298,10 +311,10 @@ class _Run:
 
 
 class _Session:
-    """The process's one ddtrace profiler: started by the first run, then kept sampling (its
-    adaptive sampling keeps it near ADAPTIVE_TARGET_PERCENT of the process's CPU): a restarted
-    profiler samples wrong (see ``_set_rate``), and so, for a while, does one resumed after
-    ``pause_sampling`` (the block shares of Django routes came 10 points off after a resume).
+    """The process's one ddtrace profiler: started by the first run, then kept sampling at the
+    rate asked, slowed only to keep within its CPU budget (``_govern``); one resumed after
+    ``pause_sampling`` sampled wrong for a while (the block shares of Django routes came 10
+    points off after a resume).
     Its allocation hook (a MemoryCollector of its own) runs only while a memory or alloc run
     collects."""
 
@@ -316,7 +329,10 @@ class _Session:
         self.idle_timer: threading.Timer | None = None
         self.label_links = _LabelLinks()
         self.interval = 0.01  # the native sampler's, in seconds
-        self.starts = 0  # profilers started in this process (a forked child inherits the count)
+        self.rate = 100.0  # the highest sampleRate asked
+        self.slowdown = 1.0  # the interval over the one asked, set by _govern
+        self.cost_mark: tuple[float, float, float] | None = None  # (wall, process CPU, sampler CPU)
+        self.governor_stop: threading.Event | None = None  # ends the governor's thread
         self.flushed_at = 0.0  # time.monotonic() of the latest flush
 
     def load(self) -> None:
@@ -411,14 +427,17 @@ class _Session:
         profiler = profiler_class(_memory_collector_enabled=False)
         with _host_signal_handlers_kept():
             profiler.start()
-        self.starts += 1
         _track_running_event_loops(_stack)
         self.label_links.started(_stack)
         self.native_tids = _overhead.task_ids() - before
         _overhead.register_native_threads(self.native_tids)
         self.profiler = profiler
+        self._start_governor()
 
     def _end_profiler(self, flush: bool) -> None:
+        if self.governor_stop is not None:
+            self.governor_stop.set()
+            self.governor_stop = None
         profiler, self.profiler = self.profiler, None
         self.label_links.stopped()
         self._stop_memory()
@@ -449,22 +468,56 @@ class _Session:
                 time.sleep(0.002)
 
     def _set_rate(self) -> None:
-        """The highest sampleRate asked for sets the interval; ddtrace's adaptive sampling then
-        moves it to keep the sampler near ADAPTIVE_TARGET_PERCENT of the process's CPU (mostly
-        lower; up to ~1.7x the rate asked was seen while the sampler was cheap; the rate
-        reached is in each profile's notes). Only for the process's first profiler:
-        once a profiler was stopped and another started (after a fork, or a shutdown), ddtrace's
-        adaptive sampling sampled at ~1,000 Hz whatever was asked (4.16: 51 Hz, then 567 and
-        656 Hz in three 1.5 s windows with a restart between; it compares the new sampler
-        thread's CPU clock with the old one's), so a restarted profiler samples at the rate."""
-        rate = max((r.rate for r in self.runs), default=100.0)
-        self.interval = 1.0 / rate
+        """A fixed interval: that of the highest sampleRate asked, times ``slowdown``.
+
+        ddtrace's adaptive sampling is off: measured, it sampled a fresh process's first windows
+        at 2-4 times the rate asked (185 Hz for 50, at 5.6 % of the process's CPU, CPython 3.11;
+        148-166 Hz on 3.13) and, once a profiler had been stopped and another started (after a
+        fork, or a shutdown), at ~1,000 Hz whatever was asked; the fixed interval keeps the rate
+        asked (46-64 Hz for 50) at 1.2-1.9 %."""
+        self.rate = max((r.rate for r in self.runs), default=100.0)
+        self.interval = min(self.slowdown / self.rate, SAMPLER_MAX_INTERVAL_SECONDS)
         _stack = self.classes[1]
-        adaptive = self.starts <= 1
-        _stack.set_adaptive_sampling(adaptive)
-        if adaptive:
-            _stack.set_target_overhead(ADAPTIVE_TARGET_PERCENT)
+        _stack.set_adaptive_sampling(False)
         _stack.set_interval(self.interval)
+
+    def _start_governor(self) -> None:
+        """A thread that checks the sampler's cost every SAMPLER_GOVERN_SECONDS while it runs."""
+        self.cost_mark = None
+        stop = self.governor_stop = threading.Event()
+
+        def govern() -> None:
+            while not stop.wait(SAMPLER_GOVERN_SECONDS):
+                with self.lock:
+                    if not stop.is_set():
+                        self._govern()
+
+        thread = threading.Thread(target=govern, name=agent_thread_name("sampler-governor"), daemon=True)
+        thread.start()
+        self._govern()  # the first mark: the first look, a period on, can act
+
+    def _govern(self) -> None:
+        """When the sampler's threads used more CPU than their budget since the last look, slow
+        sampling in proportion; when less, speed it back up towards the rate asked. A sampler's
+        cost grows with the rate, the threads and their stacks' depth, so a step lands near the
+        budget. (ddtrace's adaptive sampling, which would do this, is off: see _set_rate.)"""
+        now, process = time.monotonic(), time.process_time()
+        sampler = sum(_overhead.thread_cpu_ns(tid) or 0 for tid in self.native_tids) / 1e9
+        mark = self.cost_mark
+        if mark is not None and now - mark[0] < 3 * self.interval:
+            return  # too few sampling passes since the last look to tell their cost
+        self.cost_mark = (now, process, sampler)
+        if mark is None or not self.runs:
+            return
+        wall, spent = now - mark[0], sampler - mark[2]
+        host = max(process - mark[1] - spent, 0.0)
+        allowed = max(SAMPLER_BUDGET_PERCENT / 100 * host, SAMPLER_FLOOR_CORE_PERCENT / 100 * wall)
+        # slowed at once, sped up at most twofold a look: one cheap look is no reason to burn a core
+        slowdown = max(self.slowdown * spent / allowed, self.slowdown / 2, 1.0)
+        slowdown = min(slowdown, SAMPLER_MAX_INTERVAL_SECONDS * self.rate)
+        if abs(slowdown - self.slowdown) > 0.05 * self.slowdown:
+            self.slowdown = slowdown
+            self._set_rate()
 
     def _files(self, suffix: str) -> list[str]:
         return sorted(glob.glob(os.path.join(self.folder, f"profile.*{suffix}")))
@@ -504,6 +557,7 @@ class _Session:
         self.lock = _thread.allocate_lock()
         self.runs = set()
         self.idle_timer = None  # the parent's thread: not in the child
+        self.governor_stop = None  # so is the governor
         if self.profiler is not None:
             try:
                 self._end_profiler(flush=False)  # ddtrace restarted its sampler in the child
@@ -756,6 +810,11 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         reached = max(passes.values(), default=0) / elapsed if elapsed > 0 else 0.0
         builder.notes.append(f"in-process stack sampler: {reached:.0f} Hz reached per thread "
                              f"({rate:g} Hz requested), no ptrace")
+        if _session.slowdown > 1.0:
+            builder.notes.append(
+                f"sampling slowed {_session.slowdown:.1f}x at the window's end to keep the sampler "
+                f"within {SAMPLER_BUDGET_PERCENT:g} % of the process's CPU (or "
+                f"{SAMPLER_FLOOR_CORE_PERCENT:g} % of a core)")
     if profile_type == "cpu":
         builder.notes.append("each sample weighted by the CPU time its thread used since its "
                              "previous sample (thread CPU clock)")
