@@ -625,9 +625,11 @@ def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts()
 def test_a_sampler_that_would_take_a_core_is_slowed_to_its_budget():
     """200 threads parked 100 frames deep, sampled at the 1,000 Hz the API allows: sampling at
     the rate asked would keep a core busy (measured: the whole core, 36 passes a second, when
-    ddtrace sampled 25 of the threads a pass). The governor slows it within a second; in the
-    next window the idle process's CPU, the profile's decoding included, is a few percent of a
-    core (measured 3-5 %, every thread in every pass), and the profile says sampling was slowed."""
+    ddtrace sampled 25 of the threads a pass). The governor slows it within a second, down to
+    its floor of one pass a second (a pass over every thread costs 36 ms on CPython 3.11, 57 ms
+    on 3.10, more than the budget allows); in the next window the idle process's CPU, the
+    profile's decoding included, is a small part of a core (measured 3-5 % on 3.11-3.13, 8-12 %
+    on 3.10, against the whole core ungoverned), and the profile says sampling was slowed."""
     release = threading.Event()
 
     def parked(depth: int) -> None:
@@ -650,7 +652,7 @@ def test_a_sampler_that_would_take_a_core_is_slowed_to_its_budget():
             thread.join(10)
     slowed = [note for note in profile["notes"] if "sampling slowed" in note]
     assert slowed, profile["notes"]
-    assert cores < 0.1, (cores, slowed)
+    assert cores < 0.2, (cores, slowed)
     # still sampled, every thread
     assert {name for name in totals(profile, by="thread") if name.startswith("parked-")} == {
         thread.name for thread in threads_}
