@@ -604,6 +604,7 @@ def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts()
         return samples / profile["durationSeconds"]
 
     profiles = []
+    ddprof._session.shutdown()  # a fresh profiler: not one an earlier test's threads slowed
     with running(spinner):
         for stop in (ddprof._session.stop_idle_now, ddprof._session.shutdown):
             stop()  # ends the idle grace, then stops the profiler: the next window restarts it

@@ -432,6 +432,7 @@ class _Session:
         self.native_tids = _overhead.task_ids() - before
         _overhead.register_native_threads(self.native_tids)
         self.profiler = profiler
+        self.slowdown = 1.0  # a new profiler starts at the rate asked; its governor judges it
         self._start_governor()
 
     def _end_profiler(self, flush: bool) -> None:
