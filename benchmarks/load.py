@@ -355,8 +355,7 @@ def server_seconds(logs: Path) -> list[float]:
     out = []
     for line in (logs / "access.log").read_text().splitlines():
         method, path, status, micros = line.split()
-        parts = path.rstrip("/").split("/")
-        if method == "GET" and path.startswith(API) and len(parts[-1]) == 36 and status == "200":
+        if request_kind(method, path) == "GET status" and status == "200":
             out.append(int(micros) / 1e6)
     return out
 

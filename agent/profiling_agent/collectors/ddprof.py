@@ -329,7 +329,6 @@ class _Session:
         self.idle_timer: threading.Timer | None = None
         self.label_links = _LabelLinks()
         self.interval = 0.01  # the native sampler's, in seconds
-        self.rate = 100.0  # the highest sampleRate asked
         self.slowdown = 1.0  # the interval over the one asked, set by _govern
         self.cost_mark: tuple[float, float, float] | None = None  # (wall, process CPU, sampler CPU)
         self.governor_stop: threading.Event | None = None  # ends the governor's thread
@@ -476,15 +475,17 @@ class _Session:
         148-166 Hz on 3.13) and, once a profiler had been stopped and another started (after a
         fork, or a shutdown), at ~1,000 Hz whatever was asked; the fixed interval keeps the rate
         asked (46-64 Hz for 50) at 1.2-1.9 %."""
-        self.rate = max((r.rate for r in self.runs), default=100.0)
-        self.interval = min(self.slowdown / self.rate, SAMPLER_MAX_INTERVAL_SECONDS)
+        self.interval = min(self.slowdown / self._rate_asked(), SAMPLER_MAX_INTERVAL_SECONDS)
         _stack = self.classes[1]
         _stack.set_adaptive_sampling(False)
         _stack.set_interval(self.interval)
 
+    def _rate_asked(self) -> float:
+        return max((r.rate for r in self.runs), default=100.0)
+
     def _start_governor(self) -> None:
         """A thread that checks the sampler's cost every SAMPLER_GOVERN_SECONDS while it runs."""
-        self.cost_mark = None
+        self.cost_mark = self._cost_now()
         stop = self.governor_stop = threading.Event()
 
         def govern() -> None:
@@ -495,27 +496,29 @@ class _Session:
 
         thread = threading.Thread(target=govern, name=agent_thread_name("sampler-governor"), daemon=True)
         thread.start()
-        self._govern()  # the first mark: the first look, a period on, can act
+
+    def _cost_now(self) -> tuple[float, float, float]:
+        """(wall, the process's CPU, ddtrace's threads' CPU), in seconds."""
+        sampler = sum(_overhead.thread_cpu_ns(tid) or 0 for tid in self.native_tids) / 1e9
+        return time.monotonic(), time.process_time(), sampler
 
     def _govern(self) -> None:
         """When the sampler's threads used more CPU than their budget since the last look, slow
         sampling in proportion; when less, speed it back up towards the rate asked. A sampler's
         cost grows with the rate, the threads and their stacks' depth, so a step lands near the
         budget. (ddtrace's adaptive sampling, which would do this, is off: see _set_rate.)"""
-        now, process = time.monotonic(), time.process_time()
-        sampler = sum(_overhead.thread_cpu_ns(tid) or 0 for tid in self.native_tids) / 1e9
         mark = self.cost_mark
-        if mark is not None and now - mark[0] < 3 * self.interval:
+        if time.monotonic() - mark[0] < 3 * self.interval:
             return  # too few sampling passes since the last look to tell their cost
-        self.cost_mark = (now, process, sampler)
-        if mark is None or not self.runs:
+        self.cost_mark = now = self._cost_now()
+        if not self.runs:
             return
-        wall, spent = now - mark[0], sampler - mark[2]
-        host = max(process - mark[1] - spent, 0.0)
+        wall, spent = now[0] - mark[0], now[2] - mark[2]
+        host = max(now[1] - mark[1] - spent, 0.0)
         allowed = max(SAMPLER_BUDGET_PERCENT / 100 * host, SAMPLER_FLOOR_CORE_PERCENT / 100 * wall)
         # slowed at once, sped up at most twofold a look: one cheap look is no reason to burn a core
         slowdown = max(self.slowdown * spent / allowed, self.slowdown / 2, 1.0)
-        slowdown = min(slowdown, SAMPLER_MAX_INTERVAL_SECONDS * self.rate)
+        slowdown = min(slowdown, SAMPLER_MAX_INTERVAL_SECONDS * self._rate_asked())
         if abs(slowdown - self.slowdown) > 0.05 * self.slowdown:
             self.slowdown = slowdown
             self._set_rate()
