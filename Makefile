@@ -10,11 +10,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml agent/pyproject.toml | $(BIN)/python
+AGENT_BUILD := agent/pyproject.toml agent/setup.py agent/profiling_agent/collectors/_allochook.c
+
+$(VENV)/.installed: pyproject.toml $(AGENT_BUILD) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e './agent[all]' -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml agent/pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(AGENT_BUILD) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e './agent[all]' -e '.[test]'
 	touch $@ $(VENV)/.installed
 

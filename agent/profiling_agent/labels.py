@@ -16,8 +16,9 @@ A native sampler (ddtrace's, collectors/ddprof.py) cannot read ``_by_thread`` wh
 while it runs it registers a ``sampler_link`` that every publish calls in the publishing thread,
 so the sampler tags that thread's samples from then on.
 
-A hook that runs in the profiled thread itself (yappi's tag callback) reads the ContextVar
-(``running_labels``), which inside asyncio is the running task's.
+A hook that runs in the profiled thread itself reads the ContextVar, which inside asyncio is
+the running task's: yappi's tag callback (``running_labels``), and the allocation hook of the
+alloc-sampler, from C (``context_var``).
 
 A sampler gives each sample the CPU its thread used since the previous one, so the last
 moments of a label block land on the next sample, after the block: per block, about half a
@@ -164,6 +165,11 @@ def current_labels() -> dict[str, str]:
 #: tag callback, at every call): this thread's, or inside asyncio the running task's, Context.
 #: The ContextVar's own get: a C call, so no Python frame is added to every call.
 running_labels = _current.get
+
+
+def context_var() -> contextvars.ContextVar[Labels]:
+    """The ContextVar itself, for a hook in C that reads it at the moment it runs."""
+    return _current
 
 
 def labels_of_thread(ident: int) -> Labels:

@@ -383,7 +383,8 @@ def test_flamegraph_link_opens_without_login_and_rejects_tampering(api_client, a
 
 @pytest.mark.django_db
 def test_a_run_naming_no_engine_gets_a_light_engine_the_live_agents_offer(api_client, agent_client):
-    # an agent installed without the in-process extra: no stack-sampler, no alloc-sampler
+    # an agent installed without the in-process extra (no stack-sampler) or a C compiler (no
+    # alloc-sampler)
     _poll(agent_client, engines={"cpu": ["py-spy", "yappi"], "goroutine": ["thread-sampler"], "memory": ["memray"]})
     cpu = _start(api_client, durationSeconds=5).json()
     goroutine = _start(api_client, profileType="goroutine", durationSeconds=5).json()

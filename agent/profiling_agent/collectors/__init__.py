@@ -16,7 +16,7 @@ type       engine              how
 cpu        stack-sampler (d.)  in-process GIL-free sampler, CPU-clock weights (``ddprof.py``)
 cpu        py-spy              external sampler of this pid, needs ptrace (``pyspy.py``)
 cpu        yappi               deterministic, CPU clock, stacks rebuilt from call edges
-memory     alloc-sampler (d.)  sampled allocations live at the window's end (``ddprof.py``)
+memory     alloc-sampler (d.)  sampled allocations live at the window's end (``alloc_sampler.py``)
 memory     memray              exact: live-at-end allocations made in the window
 alloc      alloc-sampler (d.)  every sampled allocation in the window (bytes, count)
 alloc      memray              exact: every allocation in the window, per stack
@@ -89,10 +89,14 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _runner(profile_type: str, engine: str) -> Callable[..., dict]:
-    if engine in ("stack-sampler", "alloc-sampler"):
+    if engine == "stack-sampler":
         from . import ddprof
 
         return ddprof.collect
+    if engine == "alloc-sampler":
+        from . import alloc_sampler
+
+        return alloc_sampler.collect
     if engine == "py-spy":
         from . import pyspy
 
@@ -117,12 +121,15 @@ def _runner(profile_type: str, engine: str) -> Callable[..., dict]:
 def available_engines() -> dict[str, list[str]]:
     """Engines that can run here, per type, for the agent to advertise. Cheap: no attach test
     (ptrace permission is only known by trying; a refusal comes back as a CollectorError)."""
+    from . import alloc_sampler
     from .ddprof import available as in_process_available
     from .pyspy import find_pyspy
 
     usable = {"lock-wrapper", "thread-sampler"}
     if in_process_available():
-        usable.update(("stack-sampler", "alloc-sampler"))
+        usable.add("stack-sampler")
+    if alloc_sampler.available():
+        usable.add("alloc-sampler")
     if find_pyspy() is not None:
         usable.add("py-spy")
     for module, engine in (("yappi", "yappi"), ("memray", "memray")):
@@ -132,8 +139,9 @@ def available_engines() -> dict[str, list[str]]:
 
 
 #: The engines whose samples carry profiling_labels (the others see no Python context: py-spy
-#: and memray sample from outside, ddtrace's allocation hook keeps no tag).
-LABELLED_ENGINES = frozenset({"thread-sampler", "lock-wrapper", "stack-sampler", "yappi"})
+#: and memray sample from outside).
+LABELLED_ENGINES = frozenset({"thread-sampler", "lock-wrapper", "stack-sampler", "alloc-sampler",
+                              "yappi"})
 
 
 def collect(profile_type: str, *, duration_seconds: float, sample_rate: float,

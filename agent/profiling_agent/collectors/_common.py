@@ -69,6 +69,22 @@ def hide_frames_of(filename: str) -> None:
     _HIDDEN_FILES.add(filename)
 
 
+# Folders whose frames are the agent's (or its engines') own, for the in-process samplers: left
+# out of every stack, while the rest of the stack stays (the wrapper's frames sit under the
+# host's main thread).
+_HIDDEN_FOLDERS: list[str] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep]
+_RUNPY = os.path.join(os.path.dirname(os.__file__), "runpy.py")
+
+
+def hide_folder(folder: str) -> None:
+    _HIDDEN_FOLDERS.append(folder.rstrip(os.sep) + os.sep)
+
+
+def hidden_file(file: str) -> bool:
+    """Whether frames of ``file`` are the agent's own (its package, an engine's, runpy)."""
+    return file == _RUNPY or any(file.startswith(folder) for folder in _HIDDEN_FOLDERS)
+
+
 def code_stack(frame: FrameType | None, limit: int = 4 * MAX_DEPTH) -> tuple[CodeType, ...]:
     """Code objects of ``frame`` and its callers, root first, without the agent's own frames.
 

@@ -4,8 +4,9 @@ The agent's CPU is that of its threads (named ``profiles-agent*``, the thread th
 native threads an engine started, registered with ``register_native_threads``) and of the
 child processes an engine ran and waited for (py-spy). Per-thread CPU comes from
 ``/proc/self/task/<tid>/schedstat``; where that is missing (not Linux) no figure is given.
-An allocation hook's cost is paid inside the host's own threads and cannot be told apart
-there: benchmarks/agent_overhead.py measures it.
+An allocation hook's cost is paid inside the host's own threads: the part it can time (recording
+a sampled allocation's stack) is added with ``add_cpu_in_host_threads``; its per-call check
+cannot be timed without costing more than it does: benchmarks/agent_overhead.py measures it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import time
 from ._common import is_agent_thread
 
 _native_agent_tids: set[int] = set()
+_in_host_threads_ns = 0  # agent work done inside the host's threads, process-wide, so far
+
+
+def add_cpu_in_host_threads(ns: int) -> None:
+    global _in_host_threads_ns
+    _in_host_threads_ns += ns
 
 
 def register_native_threads(tids: set[int]) -> None:
@@ -63,6 +70,7 @@ class OverheadMeter:
     def __init__(self) -> None:
         self._collecting_tid = threading.get_native_id()
         self._agent_start = self._agent_now()
+        self._in_host_start = _in_host_threads_ns
         self._process_start = time.process_time_ns()
         self._children_start = _children_cpu_s()
 
@@ -81,6 +89,7 @@ class OverheadMeter:
         now = self._agent_now()
         # a thread first seen at the end was started in the window: all of its CPU counts
         agent_ns = sum(value - self._agent_start.get(tid, 0) for tid, value in now.items())
+        agent_ns += _in_host_threads_ns - self._in_host_start
         process_ns = time.process_time_ns() - self._process_start
         if count_children:
             children_ns = int((_children_cpu_s() - self._children_start) * 1e9)

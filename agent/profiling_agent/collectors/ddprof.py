@@ -7,11 +7,7 @@ its thread used since that thread's previous sample (the thread's CPU clock) and
 in between: cpu is weighted by the first, block by wall minus CPU, goroutine counts the
 (sample pass, thread or asyncio task) observations. One sampler serves the three types.
 
-``alloc-sampler`` (memory, alloc): ddtrace's allocator hook (``PyMem_SetAllocator``, every
-domain, so pymalloc's small objects too) samples allocations at random exponential byte
-intervals (mean ``PROFILING_ALLOC_SAMPLE_BYTES``, default 512 KiB) and takes the Python stack of
-sampled ones only; values are scaled so totals are unbiased. alloc = every sampled allocation
-in the window (bytes, count); memory = sampled allocations still live at the window's end.
+(memory and alloc come from the agent's own allocation hook: ``alloc_sampler.py``.)
 
 Labels (``profiling_labels``, the Django route, the Celery task) reach the stack sampler's
 samples through ddtrace's span link, its native per-thread tag meant for tracing spans: while the
@@ -19,7 +15,6 @@ profiler runs, every labels publish links the publishing thread to an id standin
 set (``_LabelLinks``), the sampler writes that id into each of the thread's samples as the
 ``span id`` label, and the flush turns ids back into labels. So a sample carries the labels its
 thread ran under when it was taken. A sampled asyncio task takes its own labels where it set any.
-The allocation hook records no such tag: memory and alloc samples carry no labels.
 
 Known bias: the CPU a thread used since its previous sample goes to the stack it shows now, so
 CPU spent just before a thread stops (a sleep, a GIL hand-over) lands where it waits: bursts far
@@ -38,7 +33,7 @@ folder, only when this module flushes: at every run's start and end and every fe
 The profiler is started once per process and kept sampling (a resume after a pause sampled
 wrong for a while), at a fixed interval that a governor of ours slows when the sampler costs
 more than its budget (ddtrace's adaptive sampling went 2-4x over the rate asked, and to
-~1,000 Hz after a restart); the allocation hook runs only while a memory or alloc run does.
+~1,000 Hz after a restart).
 Each flush's samples go to every run collecting at that moment, so concurrent runs of these
 types share one sampler. The files are decoded by the agent's own reader (``_pprof.py``); the
 contract tests in tests/agent/test_collectors.py fail when a ddtrace release changes them.
@@ -60,7 +55,6 @@ import time
 from collections.abc import Iterable
 
 from .. import labels as labels_api
-from ..profile_format import DEFAULT_ALLOC_SAMPLE_BYTES
 from . import _overhead, _pprof, _source, _tempfiles, threads
 from ._common import (
     CollectorError,
@@ -68,17 +62,15 @@ from ._common import (
     ThreadCpu,
     Window,
     agent_thread_name,
+    hidden_file,
+    hide_folder,
     hide_frames_of,
     is_agent_thread,
 )
 
 STACK_ENGINE = "stack-sampler"
-ALLOC_ENGINE = "alloc-sampler"
 DDTRACE_VERSION = "4.16.0"
 FLUSH_EVERY_SECONDS = 5.0
-# Back-to-back windows leave and join within moments: the profiler (or its allocation hook) is
-# stopped only once no run has needed it for this long, so a restart never delays a window.
-IDLE_GRACE_SECONDS = 5.0
 # The sampler's CPU budget: its threads' CPU at most this share of the rest of the process's (the
 # 1 % Datadog's adaptive sampling aims at), or this share of one core, whichever allows more (an
 # idle host keeps the rate asked: its sampler costs little in absolute terms). Checked every
@@ -90,11 +82,6 @@ SAMPLER_MAX_INTERVAL_SECONDS = 1.0  # a pass a second at least: every window see
 _MAX_FRAMES = 128
 _MAX_THREADS = 1000  # the most ddtrace takes
 
-# Frames of these folders are the agent's (or ddtrace's) own: left out of every stack, while
-# the rest of the stack stays (the wrapper's frames sit under the host's main thread).
-_AGENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_HIDDEN_PREFIXES: list[str] = [_AGENT_DIR]
-_RUNPY = os.path.join(os.path.dirname(os.__file__), "runpy.py")
 
 
 def available() -> bool:
@@ -109,15 +96,6 @@ def available() -> bool:
     except CollectorError:
         return False
     return True
-
-
-def alloc_sample_bytes() -> int:
-    raw = os.environ.get("PROFILING_ALLOC_SAMPLE_BYTES", "")
-    try:
-        value = int(raw)
-    except ValueError:
-        return DEFAULT_ALLOC_SAMPLE_BYTES
-    return value if value > 0 else DEFAULT_ALLOC_SAMPLE_BYTES
 
 
 def _decompress(data: bytes) -> bytes:
@@ -150,7 +128,6 @@ def _import_ddtrace():
         # threads read as 25 in the goroutine profile); the governor bounds what passes cost.
         # A private setting: its name starts with an underscore.
         "_DD_PROFILING_STACK_MAX_THREADS": str(_MAX_THREADS),
-        "DD_PROFILING_HEAP_SAMPLE_SIZE": str(alloc_sample_bytes()),
         "DD_PROFILING_OUTPUT_PPROF": "profile",  # set per start: see _Session._start
     }
     saved = {name: os.environ.get(name) for name in settings}
@@ -171,7 +148,7 @@ def _import_ddtrace():
     if ddtrace.__version__ != DDTRACE_VERSION:
         raise CollectorError(f"the in-process sampler needs ddtrace=={DDTRACE_VERSION}, found "
                              f"{ddtrace.__version__} (pip install 'profiling-platform-agent[inprocess]')")
-    _HIDDEN_PREFIXES.append(os.path.dirname(ddtrace.__file__) + os.sep)
+    hide_folder(os.path.dirname(ddtrace.__file__))
     # ddtrace wraps the bootstrap of threads started after its profiler: that frame is not the
     # host's in the pure-Python samplers' stacks either
     from ddtrace.profiling.collector import threading as dd_threading
@@ -299,34 +276,23 @@ class _Run:
     def __init__(self, profile_type: str, rate: float):
         self.profile_type = profile_type
         self.rate = rate
-        self.memory = profile_type in ("memory", "alloc")
-        self.flushes: list[_pprof.Profile] = []  # memory keeps only the last one
+        self.flushes: list[_pprof.Profile] = []
         self.error: str | None = None
-
-    def absorb(self, profile: _pprof.Profile) -> None:
-        if self.profile_type == "memory":
-            self.flushes = [profile]
-        else:
-            self.flushes.append(profile)
 
 
 class _Session:
     """The process's one ddtrace profiler: started by the first run, then kept sampling at the
     rate asked, slowed only to keep within its CPU budget (``_govern``); one resumed after
     ``pause_sampling`` sampled wrong for a while (the block shares of Django routes came 10
-    points off after a resume).
-    Its allocation hook (a MemoryCollector of its own) runs only while a memory or alloc run
-    collects."""
+    points off after a resume)."""
 
     def __init__(self) -> None:
         self.lock = _thread.allocate_lock()  # raw: never a lock-profiler wrapper
         self.runs: set[_Run] = set()
         self.profiler = None
-        self.memory = None  # ddtrace's MemoryCollector, while it runs
         self.folder = ""  # private, while the profiler runs
         self.native_tids: set[int] = set()
         self.classes = None
-        self.idle_timer: threading.Timer | None = None
         self.label_links = _LabelLinks()
         self.interval = 0.01  # the native sampler's, in seconds
         self.slowdown = 1.0  # the interval over the one asked, set by _govern
@@ -339,9 +305,6 @@ class _Session:
             if self.classes is None:
                 self.classes = _import_ddtrace()
 
-    def _needs_memory(self) -> bool:
-        return any(run.memory for run in self.runs)
-
     def join(self, run: _Run) -> None:
         self.load()
         with self.lock:
@@ -350,8 +313,6 @@ class _Session:
             self.runs.add(run)
             if self.profiler is None:
                 self._start()
-            if run.memory and self.memory is None:
-                self._start_memory()
             self._set_rate()
 
     def leave(self, run: _Run) -> None:
@@ -360,42 +321,14 @@ class _Session:
             self.runs.discard(run)
             if self.runs:
                 self._set_rate()
-            if self._idle_parts() and self.idle_timer is None:
-                self.idle_timer = threading.Timer(IDLE_GRACE_SECONDS, self._stop_idle_parts)
-                self.idle_timer.name = agent_thread_name("sampler-idle")
-                self.idle_timer.daemon = True
-                self.idle_timer.start()
-
-    def _idle_parts(self) -> bool:
-        """Whether the allocation hook runs with no run needing it."""
-        return self.memory is not None and not self._needs_memory()
-
-    def stop_idle_now(self) -> None:
-        """Stop what no run needs without waiting for the grace (tests)."""
-        timer = self.idle_timer
-        if timer is not None:
-            timer.cancel()
-        self._stop_idle_parts()
 
     def shutdown(self) -> None:
         """At the interpreter's exit: the native sampler thread is joined now, while Python
         still runs; one left to the C++ runtime's teardown aborts the host ("terminate called
         without an active exception", seen when a process exited within the idle grace)."""
-        timer = self.idle_timer
-        if timer is not None:
-            timer.cancel()
         with self.lock:
-            self.idle_timer = None
             self.runs = set()
             self._stop()
-
-    def _stop_idle_parts(self) -> None:
-        with self.lock:
-            self.idle_timer = None
-            if not self._idle_parts():
-                return
-            self._flush()
-            self._stop_memory()  # the allocation hook costs: not a moment longer than needed
 
     def tick(self) -> None:
         """A run's periodic flush: each flush serves every run, so with several runs collecting
@@ -403,18 +336,6 @@ class _Session:
         with self.lock:
             if time.monotonic() - self.flushed_at >= FLUSH_EVERY_SECONDS / 2:
                 self._flush()
-
-    def _start_memory(self) -> None:
-        from ddtrace.profiling.collector import memalloc
-
-        memory = memalloc.MemoryCollector()
-        memory.start()
-        self.memory = memory
-
-    def _stop_memory(self) -> None:
-        memory, self.memory = self.memory, None
-        if memory is not None:
-            memory.stop()
 
     def _start(self) -> None:
         self._stop()
@@ -440,7 +361,6 @@ class _Session:
             self.governor_stop = None
         profiler, self.profiler = self.profiler, None
         self.label_links.stopped()
-        self._stop_memory()
         profiler.stop(flush=flush)
 
     def _stop(self) -> None:
@@ -538,8 +458,6 @@ class _Session:
             return
         self.flushed_at = time.monotonic()
         recent_labels = self.label_links.begin_flush()
-        if self.memory is not None:
-            self.memory.snapshot()  # exports the sampled allocations (the profiler's own did too)
         self.profiler._scheduler.flush()
         paths = self._files(".pprof")
         profiles = []
@@ -554,20 +472,19 @@ class _Session:
         for profile in profiles:
             self.label_links.label(profile, recent_labels)
             for run in self.runs:
-                run.absorb(profile)
+                run.flushes.append(profile)
 
     def reset_after_fork(self) -> None:
         """A forked child has none of its parent's runs and must not wait for its lock."""
         self.lock = _thread.allocate_lock()
         self.runs = set()
-        self.idle_timer = None  # the parent's thread: not in the child
         self.governor_stop = None  # so is the governor
         if self.profiler is not None:
             try:
                 self._end_profiler(flush=False)  # ddtrace restarted its sampler in the child
             except Exception:  # noqa: BLE001 - nothing a child could do about it
                 pass
-        self.profiler, self.memory = None, None
+        self.profiler = None
         _overhead.forget_native_threads(self.native_tids)
         self.native_tids = set()
         self.folder = ""  # the parent's: it removes it
@@ -576,10 +493,6 @@ class _Session:
 _session = _Session()
 os.register_at_fork(after_in_child=_session.reset_after_fork)
 atexit.register(_session.shutdown)
-
-
-def _hidden(file: str) -> bool:
-    return file == _RUNPY or any(file.startswith(prefix) for prefix in _HIDDEN_PREFIXES)
 
 
 def _thread_name(labels: dict, names: dict[int, str]) -> str:
@@ -746,7 +659,7 @@ def _value_columns(profile: _pprof.Profile, names: Iterable[str]) -> list[int]:
 
 
 def collect(*, profile_type: str, duration: float, rate: float, window: Window) -> dict:
-    engine = ALLOC_ENGINE if profile_type in ("memory", "alloc") else STACK_ENGINE
+    engine = STACK_ENGINE
     cpu = ThreadCpu()
     label_cpu = labels_api.LabelCpu() if profile_type == "cpu" else None
     run, elapsed = _collect(profile_type, rate, window, cpu, label_cpu)
@@ -759,8 +672,6 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
         "cpu": ("cpu-time", "cpu-samples"),
         "block": ("wall-time", "cpu-time", "wall-samples"),
         "goroutine": ("wall-samples",),
-        "alloc": ("alloc-space", "alloc-samples"),
-        "memory": ("heap-space", "heap-live-samples"),
     }[profile_type]
     resolver = _source.shared()
 
@@ -775,7 +686,6 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
     passes: dict[int, int] = {}
     # (stack, value, count, thread name, thread native id, labels)
     kept: list[tuple[tuple[int, ...], float, int, str, object, tuple]] = []
-    labelled = profile_type in ("cpu", "block", "goroutine")  # the allocation hook has no tags
     for profile in run.flushes:
         index = _value_columns(profile, columns)
         passes_column = profile.sample_types.index("wall-samples")
@@ -794,48 +704,37 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
                 continue
             if ident in agent_idents:
                 continue
-            stack = tuple(frame(*item) for item in sample.stack if not _hidden(item[1]))
+            stack = tuple(frame(*item) for item in sample.stack if not hidden_file(item[1]))
             if not stack:
                 continue  # all the agent's own frames: its work, not the host's
             kept.append((stack, value, count, _thread_name(sample.labels, names),
                          sample.labels.get("thread native id"),
-                         sample.labels.get(_LABELS, ()) if labelled else ()))
+                         sample.labels.get(_LABELS, ())))
     kept = _reroot_torn_stacks(kept, builder)
     if profile_type == "cpu":
         kept = _scale_to_thread_clocks(kept, cpu, label_cpu, builder)
     elif profile_type == "block":
         kept = _leave_out_runqueue_waits(kept, cpu, int(elapsed * 1e9), builder)
-    count_total = value_total = 0
+    count_total = 0
     for stack, value, count, thread, _tid, labels in kept:
         builder.add(stack, value, count, thread, labels)
         count_total += count
-        value_total += value
-    if profile_type in ("cpu", "block", "goroutine"):
-        reached = max(passes.values(), default=0) / elapsed if elapsed > 0 else 0.0
-        builder.notes.append(f"in-process stack sampler: {reached:.0f} Hz reached per thread "
-                             f"({rate:g} Hz requested), no ptrace")
-        if _session.slowdown > 1.0:
-            builder.notes.append(
-                f"sampling slowed {_session.slowdown:.1f}x at the window's end to keep the sampler "
-                f"within {SAMPLER_BUDGET_PERCENT:g} % of the process's CPU (or "
-                f"{SAMPLER_FLOOR_CORE_PERCENT:g} % of a core)")
+    reached = max(passes.values(), default=0) / elapsed if elapsed > 0 else 0.0
+    builder.notes.append(f"in-process stack sampler: {reached:.0f} Hz reached per thread "
+                         f"({rate:g} Hz requested), no ptrace")
+    if _session.slowdown > 1.0:
+        builder.notes.append(
+            f"sampling slowed {_session.slowdown:.1f}x at the window's end to keep the sampler "
+            f"within {SAMPLER_BUDGET_PERCENT:g} % of the process's CPU (or "
+            f"{SAMPLER_FLOOR_CORE_PERCENT:g} % of a core)")
     if profile_type == "cpu":
         builder.notes.append("each sample weighted by the CPU time its thread used since its "
                              "previous sample (thread CPU clock)")
     elif profile_type == "block":
         builder.notes.append("off-CPU time: each sample's wall time minus its thread's CPU time "
                              "(sleep, I/O, lock and GIL waits)")
-    elif profile_type == "goroutine":
+    else:
         builder.notes.append("value = number of (sample pass, thread or asyncio task) "
                              "observations")
-    else:
-        interval = alloc_sample_bytes()
-        builder.notes.append(f"allocations sampled every {interval} bytes on average (random "
-                             "exponential intervals), values scaled to unbiased totals; "
-                             "objects of every size, every thread")
-        if profile_type == "memory":
-            builder.notes.append(f"sampled allocations still live at the window's end: "
-                                 f"~{value_total} bytes (estimate of the live heap that the sampler "
-                                 "tracked since it started)")
     return builder.result(started_at=window.started_at, duration_seconds=elapsed,
                           sample_count=count_total)
