@@ -57,7 +57,12 @@ typedef struct {
 static PyMemAllocatorEx original_mem, original_obj;
 static int installed;       /* our functions are the domains' allocators */
 static int active;          /* sampling (installed and not stopped) */
-static _Thread_local int in_hook;  /* this thread is sampling or snapshotting: pass through */
+/* Set while the hook samples, snapshots or releases: allocations then pass through unsampled.
+ * A plain global, not a thread-local (a call into the TLS resolver on every allocation, from a
+ * shared object): the GIL makes the holder its only reader, and were a snapshot's garbage
+ * collection to let another thread run meanwhile, that thread's allocations would merely go
+ * unsampled for that moment (its frees are always tracked). */
+static int in_hook;
 
 static double mean_bytes = 512.0 * 1024.0;
 static int max_frames = 128;
@@ -72,6 +77,30 @@ static list_t recent;  /* sampled since the last snapshot (live or freed) */
 static list_t dead;    /* freed after they were reported: released at the next snapshot */
 static record_t **slots;  /* the live table: open addressing on the block's address */
 static size_t nslots, nlive;
+/* A filter in front of the table: a bit per address hash, set for every block recorded since
+ * the last snapshot rebuilt it. Nearly every free is of a block never sampled, and one bit test
+ * (an 8 KiB table that stays in cache) says so: probing the table instead cost about 4 % of a
+ * json-heavy loop with 200 live records (1.08-1.10x against 1.03-1.05x with none). */
+#define FILTER_BITS (1u << 16)
+static uint64_t filter[FILTER_BITS / 64];
+
+static inline size_t filter_bit(const void *ptr)
+{
+    uintptr_t address = (uintptr_t)ptr;
+    return (size_t)((address >> 4) ^ (address >> 20)) & (FILTER_BITS - 1);
+}
+
+static inline void filter_add(const void *ptr)
+{
+    size_t bit = filter_bit(ptr);
+    filter[bit >> 6] |= 1ULL << (bit & 63);
+}
+
+static inline int filter_may_hold(const void *ptr)
+{
+    size_t bit = filter_bit(ptr);
+    return (int)((filter[bit >> 6] >> (bit & 63)) & 1);
+}
 
 /* ---- sampling ------------------------------------------------------------------------- */
 
@@ -270,24 +299,24 @@ static void record_sample(void *ptr, size_t size)
     record->recent = 1;
     record->live = 1;
     table_put(record);
+    filter_add(ptr);
     nlive++;
     in_hook = 0;
 }
 
 static inline void allocated(void *ptr, size_t size)
 {
-    if (ptr == NULL || !active || in_hook)
-        return;
     countdown -= (int64_t)size;
-    if (countdown > 0)
+    if (countdown > 0)  /* nearly every allocation: one subtraction */
         return;
     countdown = next_gap();
-    sample(ptr, size);
+    if (ptr != NULL && active && !in_hook)
+        sample(ptr, size);
 }
 
 static inline void freed(void *ptr)
 {
-    if (nlive == 0 || ptr == NULL)
+    if (nlive == 0 || ptr == NULL || !filter_may_hold(ptr))
         return;
     record_t *record = table_take(ptr);
     if (record == NULL)
@@ -350,6 +379,7 @@ static void release_all(void)
     list_t lists[2] = {recent, dead};
     slots = NULL;
     nslots = nlive = 0;
+    memset(filter, 0, sizeof filter);
     recent = (list_t){0};
     dead = (list_t){0};
     in_hook = 1;
@@ -470,10 +500,14 @@ static PyObject *snapshot(PyObject *self, PyObject *unused)
     dead = (list_t){0};
     size_t n_live = 0;
     record_t **live = malloc((nlive ? nlive : 1) * sizeof *live);
-    if (live != NULL)
+    if (live != NULL) {
+        memset(filter, 0, sizeof filter);  /* rebuilt: the freed blocks' bits go */
         for (size_t i = 0; i < nslots; i++)
-            if (slots[i] != NULL)
+            if (slots[i] != NULL) {
                 live[n_live++] = slots[i];
+                filter_add(slots[i]->ptr);
+            }
+    }
     unsigned long long lost = dropped;
     long long spent = sampling_ns;
     dropped = 0;
