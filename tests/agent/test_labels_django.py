@@ -1,10 +1,12 @@
 """Django requests get the view and route labels without any change to the settings.
 
-Two pairs of views of known cost: two that wait (off CPU) for known times, for block profiles
-grouped by route, and two that use known CPU (their own thread clock), for cpu profiles."""
+Three pairs of views of known cost: two that wait (off CPU) for known times, for block profiles
+grouped by route, two that use known CPU (their own thread clock), for cpu profiles, and two
+that allocate known bytes, for alloc profiles."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -17,13 +19,14 @@ from django.urls import path  # noqa: E402
 from profiling_agent import collectors, integrations  # noqa: E402
 from profiling_agent.profile_format import LABEL_ROUTE, LABEL_VIEW  # noqa: E402
 
-from .test_collectors import burn_cpu, needs_in_process  # noqa: E402
+from .test_collectors import burn_cpu, needs_alloc_hook, needs_in_process  # noqa: E402
 
 pytestmark = pytest.mark.urls(__name__)
 
 WAITED: dict[str, float] = {"cheap": 0.0, "costly": 0.0}  # seconds each view waited
 _waited_lock = threading.Lock()
 BURNED: dict[str, float] = {"cheap": 0.0, "costly": 0.0}  # CPU seconds each view used
+ALLOCATED: dict[str, float] = {"cheap": 0.0, "costly": 0.0}  # bytes each view allocated
 
 
 def _wait(name: str, seconds: float) -> HttpResponse:
@@ -57,11 +60,30 @@ def costly_cpu_view(request):
     return _burn("costly", 0.06)
 
 
+def _allocate(name: str, size: int) -> HttpResponse:
+    # megabytes a request: Django's own few kilobytes per request (also under the route's
+    # labels) are a rounding error beside them
+    data = bytes(size)
+    with _waited_lock:
+        ALLOCATED[name] += sys.getsizeof(data)
+    return HttpResponse(name)
+
+
+def cheap_alloc_view(request, pk):
+    return _allocate("cheap", 1_000_000)
+
+
+def costly_alloc_view(request):
+    return _allocate("costly", 3_000_000)
+
+
 urlpatterns = [
     path("items/<int:pk>/", cheap_view),
     path("report/", costly_view),
     path("cpu/items/<int:pk>/", cheap_cpu_view),
     path("cpu/report/", costly_cpu_view),
+    path("alloc/items/<int:pk>/", cheap_alloc_view),
+    path("alloc/report/", costly_alloc_view),
 ]
 
 
@@ -111,6 +133,8 @@ _ROUTE_CASES = {
             ("cheap_cpu_view", "costly_cpu_view"), BURNED),
     "block": (("/items/7/", "/report/"), ("items/<int:pk>/", "report/"),
               ("cheap_view", "costly_view"), WAITED),
+    "alloc": (("/alloc/items/7/", "/alloc/report/"), ("alloc/items/<int:pk>/", "alloc/report/"),
+              ("cheap_alloc_view", "costly_alloc_view"), ALLOCATED),
 }
 
 
@@ -118,6 +142,7 @@ _ROUTE_CASES = {
     pytest.param("cpu", "stack-sampler", marks=needs_in_process),
     ("block", "thread-sampler"),
     pytest.param("block", "stack-sampler", marks=needs_in_process),
+    pytest.param("alloc", "alloc-sampler", marks=needs_alloc_hook),
 ])
 def test_grouped_by_route_gives_each_view_its_share(settings, profile_type, engine):
     settings.ALLOWED_HOSTS = ["testserver"]
