@@ -23,17 +23,18 @@ from .test_collectors import burn_cpu, needs_alloc_hook, needs_in_process  # noq
 
 pytestmark = pytest.mark.urls(__name__)
 
-WAITED: dict[str, float] = {"cheap": 0.0, "costly": 0.0}  # seconds each view waited
-_waited_lock = threading.Lock()
-BURNED: dict[str, float] = {"cheap": 0.0, "costly": 0.0}  # CPU seconds each view used
-ALLOCATED: dict[str, float] = {"cheap": 0.0, "costly": 0.0}  # bytes each view allocated
+# what each view spent, one (epoch at the end of the call, view, amount) a call: the profile's
+# window is compared with the calls that ended inside it (building the profile afterwards can
+# take a while, during which the views go on)
+WAITED: list[tuple[float, str, float]] = []  # seconds each view waited
+BURNED: list[tuple[float, str, float]] = []  # CPU seconds each view used
+ALLOCATED: list[tuple[float, str, float]] = []  # bytes each view allocated
 
 
 def _wait(name: str, seconds: float) -> HttpResponse:
     start = time.perf_counter()
     time.sleep(seconds)
-    with _waited_lock:
-        WAITED[name] += time.perf_counter() - start
+    WAITED.append((time.time(), name, time.perf_counter() - start))
     return HttpResponse(name)
 
 
@@ -46,9 +47,7 @@ def costly_view(request):
 
 
 def _burn(name: str, seconds: float) -> HttpResponse:
-    used = burn_cpu(seconds)
-    with _waited_lock:
-        BURNED[name] += used
+    BURNED.append((time.time(), name, burn_cpu(seconds)))
     return HttpResponse(name)
 
 
@@ -60,21 +59,22 @@ def costly_cpu_view(request):
     return _burn("costly", 0.06)
 
 
-def _allocate(name: str, size: int) -> HttpResponse:
-    # megabytes a request: Django's own few kilobytes per request (also under the route's
-    # labels) are a rounding error beside them
-    data = bytes(size)
-    with _waited_lock:
-        ALLOCATED[name] += sys.getsizeof(data)
+def _allocate(name: str, buffers: int) -> HttpResponse:
+    # a megabyte or more a request: Django's own few kilobytes per request (also under the
+    # route's labels) are a rounding error beside them. Buffers of 100 kB, under glibc's mmap
+    # threshold: 1 and 3 MB buffers, each an mmap and munmap, starved one of the two request
+    # threads for whole windows while ddtrace's stack sampler ran (1 request served of 30,000)
+    data = [bytes(100_000) for _ in range(buffers)]
+    ALLOCATED.append((time.time(), name, sum(map(sys.getsizeof, data))))
     return HttpResponse(name)
 
 
 def cheap_alloc_view(request, pk):
-    return _allocate("cheap", 1_000_000)
+    return _allocate("cheap", 10)
 
 
 def costly_alloc_view(request):
-    return _allocate("costly", 3_000_000)
+    return _allocate("costly", 30)
 
 
 urlpatterns = [
@@ -88,7 +88,7 @@ urlpatterns = [
 
 
 def _profile_while_serving(urls: tuple[str, ...], profile_type: str, engine: str | None,
-                           spent: dict[str, float]) -> tuple[dict, dict[str, float]]:
+                           spent: list[tuple[float, str, float]]) -> tuple[dict, dict[str, float]]:
     """One client thread per URL requests it in a loop while a window collects; returns the
     profile and what each view spent during the window."""
     stop = threading.Event()
@@ -102,16 +102,17 @@ def _profile_while_serving(urls: tuple[str, ...], profile_type: str, engine: str
     for worker in workers:
         worker.start()
     try:
-        with _waited_lock:
-            before = dict(spent)
         profile = collectors.collect(profile_type, duration_seconds=6, sample_rate=100,
                                      engine=engine)
-        with _waited_lock:
-            during = {name: spent[name] - before[name] for name in spent}
     finally:
         stop.set()
         for worker in workers:
             worker.join(10)
+    start, end = profile["startedAt"], profile["startedAt"] + profile["durationSeconds"]
+    during = {"cheap": 0.0, "costly": 0.0}
+    for at, name, amount in spent:
+        if start <= at <= end:
+            during[name] += amount
     return profile, during
 
 

@@ -57,12 +57,13 @@ typedef struct {
 static PyMemAllocatorEx original_mem, original_obj;
 static int installed;       /* our functions are the domains' allocators */
 static int active;          /* sampling (installed and not stopped) */
-/* Set while the hook samples, snapshots or releases: allocations then pass through unsampled.
- * A plain global, not a thread-local (a call into the TLS resolver on every allocation, from a
- * shared object): the GIL makes the holder its only reader, and were a snapshot's garbage
- * collection to let another thread run meanwhile, that thread's allocations would merely go
- * unsampled for that moment (its frees are always tracked). */
-static int in_hook;
+/* The thread that is sampling, snapshotting or releasing records: its own allocations meanwhile
+ * pass through unsampled. Compared only when an allocation reaches a sample point, so the path
+ * every allocation takes reads no thread-local (a TLS resolver call, from a shared object). It
+ * names the thread rather than being a flag: a snapshot's garbage collection can run finalizers
+ * that let other threads take the GIL, and those go on being sampled (a flag lost a third of a
+ * busy thread's sampled bytes that way). */
+static PyThreadState *busy_thread;
 
 static double mean_bytes = 512.0 * 1024.0;
 static int max_frames = 128;
@@ -249,7 +250,8 @@ static void record_sample(void *ptr, size_t size)
         dropped++;
         return;
     }
-    in_hook = 1;
+    PyThreadState *was_busy = busy_thread;
+    busy_thread = CURRENT_TSTATE();
     PyObject *codes[MAX_FRAMES_LIMIT];
     int n = 0;
     PyObject *labels = NULL;
@@ -283,7 +285,7 @@ static void record_sample(void *ptr, size_t size)
         /* the references are dropped later, never inside the hook: a few leak instead */
         free(record);
         dropped++;
-        in_hook = 0;
+        busy_thread = was_busy;
         return;
     }
     double p = -expm1(-(double)size / mean_bytes);  /* P(at least one point in size bytes) */
@@ -301,7 +303,7 @@ static void record_sample(void *ptr, size_t size)
     table_put(record);
     filter_add(ptr);
     nlive++;
-    in_hook = 0;
+    busy_thread = was_busy;
 }
 
 static inline void allocated(void *ptr, size_t size)
@@ -310,7 +312,7 @@ static inline void allocated(void *ptr, size_t size)
     if (countdown > 0)  /* nearly every allocation: one subtraction */
         return;
     countdown = next_gap();
-    if (ptr != NULL && active && !in_hook)
+    if (ptr != NULL && active && busy_thread != CURRENT_TSTATE())
         sample(ptr, size);
 }
 
@@ -382,7 +384,8 @@ static void release_all(void)
     memset(filter, 0, sizeof filter);
     recent = (list_t){0};
     dead = (list_t){0};
-    in_hook = 1;
+    PyThreadState *was_busy = busy_thread;
+    busy_thread = CURRENT_TSTATE();
     for (size_t i = 0; i < n; i++)
         if (table[i] != NULL && !table[i]->recent)
             release(table[i]);  /* those in `recent` are released with it */
@@ -392,7 +395,7 @@ static void release_all(void)
             release(lists[l].items[i]);
         free(lists[l].items);
     }
-    in_hook = 0;
+    busy_thread = was_busy;
 }
 
 static PyObject *start(PyObject *self, PyObject *args, PyObject *kwargs)
@@ -492,7 +495,9 @@ static PyObject *snapshot(PyObject *self, PyObject *unused)
         return NULL;
     }
     busy = 1;
-    in_hook = 1;  /* the snapshot's own allocations are not sampled (frees are still tracked) */
+    /* the snapshot's own allocations are not sampled (frees are still tracked) */
+    PyThreadState *was_busy = busy_thread;
+    busy_thread = CURRENT_TSTATE();
     /* taken in one go, with no Python code run: what happens while the lists are built (a
      * garbage collection may let other threads run) goes to the next snapshot */
     list_t taken = recent, gone = dead;
@@ -537,7 +542,7 @@ static PyObject *snapshot(PyObject *self, PyObject *unused)
         release(gone.items[i]);
     free(taken.items);
     free(gone.items);
-    in_hook = 0;
+    busy_thread = was_busy;
     busy = 0;
     return result;
 }
