@@ -450,7 +450,9 @@ def test_stack_sampler_goroutine_sees_a_hundred_threads_in_every_pass():
         stop.wait()
 
     with running(*([idle] * len(names)), names=names):
-        profile = collectors.collect("goroutine", duration_seconds=2, sample_rate=50)
+        # 4 s: a hundred threads a pass cost enough that the governor slows the sampler to ~3
+        # passes a second, and 2 s windows saw 6 passes, too few to tell all from a quarter
+        profile = collectors.collect("goroutine", duration_seconds=4, sample_rate=50)
     # a hundred threads cost the governor's budget and slowed the sampler, which speeds up
     # again only twofold a second: the next test starts from a fresh one (on 3.10 the next
     # cpu window saw 12 samples in 1.5 s at 100 Hz)

@@ -284,13 +284,11 @@ def test_allocations_carry_the_labels_they_were_made_under(profile_type, monkeyp
         def target(stop: threading.Event) -> None:
             if customer:
                 with profiling_labels(customer=customer):
-                    while not stop.is_set():
+                    while not stop.wait(0.005):  # a steady pace: a keep every 5 ms
                         keep(customer, units)
-                        time.sleep(0.005)
             else:
-                while not stop.is_set():
+                while not stop.wait(0.005):
                     keep(customer, units)
-                    time.sleep(0.005)
         return target
 
     def tasks(stop: threading.Event) -> None:
@@ -336,3 +334,37 @@ def test_allocations_carry_the_labels_they_were_made_under(profile_type, monkeyp
     # live at its end; at their steady rates the shares are the same)
     for profiled, measured in shares.values():
         assert profiled > 0 and abs(profiled - measured) <= 0.08, shares
+
+
+@needs_alloc_hook
+def test_a_label_block_ends_for_its_thread_while_allocations_are_sampled(monkeypatch):
+    """Leaving a block deletes the labels variable (ContextVar.reset to no value); the hook
+    sampling an allocation made in that deletion once left the block's labels on the thread
+    afterwards (every block of 2,000, sampling every allocation), through a dangling pointer."""
+    import contextvars
+
+    other = contextvars.ContextVar("another_of_the_hosts")  # a deletion then allocates
+    monkeypatch.setenv("PROFILING_ALLOC_SAMPLE_BYTES", "16")  # nearly every allocation
+    alloc_sampler._session.shutdown()
+    left_behind: list[dict] = []
+    blocks = 0
+
+    def enter_and_leave(stop: threading.Event) -> None:
+        nonlocal blocks
+        other.set("set")
+        while not stop.is_set():
+            with profiling_labels(customer=f"c{blocks % 50}"):
+                blocks += 1
+                payload = [bytes(64) for _ in range(4)]  # labelled allocations
+            if current_labels():
+                left_behind.append(current_labels())
+            del payload
+
+    with running(enter_and_leave, names=["blocks"]):
+        profile = collectors.collect("alloc", duration_seconds=1, sample_rate=100,
+                                     engine="alloc-sampler")
+    alloc_sampler._session.shutdown()  # back to the default sampling for later tests
+    assert blocks > 100
+    assert left_behind == []
+    labelled = [s for s in profile["samples"] if s["thread"] == "blocks" and "labels" in s]
+    assert labelled and all(s["labels"]["customer"].startswith("c") for s in labelled)

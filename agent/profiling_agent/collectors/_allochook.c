@@ -14,7 +14,8 @@
  * garbage collection in the middle of the interpreter's own allocation: the stack is read with
  * the collector disabled, the error indicator saved and restored, and a thread-local guard lets
  * allocations made while sampling (frame objects that 3.11+ creates on demand) pass through.
- * References are only released outside the hook, in snapshot() and stop(). */
+ * References are only released outside the hook, in snapshot() and stop() (read_labels drops
+ * its copy of the context, which holds nothing alone). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -223,6 +224,30 @@ static int read_stack(PyThreadState *tstate, PyObject **codes)
     return n;
 }
 
+/* The labels ContextVar's value in the running context (a new reference, or NULL), looked up in
+ * a copy of that context. PyContextVar_Get would do, but it caches what it finds in the variable,
+ * and the allocation being sampled can be one that ContextVar.reset() makes while it deletes the
+ * variable: reset clears that cache before the allocation and not after, so the labels a block
+ * had set stayed visible to its thread after the block ended, through a borrowed pointer that
+ * became dangling once they were freed (a segfault). The copy shares the context's variables;
+ * dropping it here releases only its own references, never the last one to anything else. */
+static PyObject *read_labels(void)
+{
+    PyObject *context = PyContext_CopyCurrent();
+    if (context == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *labels = NULL;
+    int found = PySequence_Contains(context, labels_var);  /* no KeyError made for a miss */
+    if (found == 1)
+        labels = PyObject_GetItem(context, labels_var);
+    if (labels == NULL)
+        PyErr_Clear();
+    Py_DECREF(context);
+    return labels;
+}
+
 static long long thread_cpu_ns(void)
 {
     struct timespec now;
@@ -265,10 +290,8 @@ static void record_sample(void *ptr, size_t size)
 #endif
         int gc_was_enabled = PyGC_Disable();
         n = read_stack(tstate, codes);
-        if (labels_var != NULL && PyContextVar_Get(labels_var, NULL, &labels) < 0) {
-            PyErr_Clear();
-            labels = NULL;
-        }
+        if (labels_var != NULL)
+            labels = read_labels();
         if (labels != NULL && (!PyTuple_Check(labels) || PyTuple_GET_SIZE(labels) == 0))
             Py_CLEAR(labels);  /* no labels: NULL */
         if (gc_was_enabled)
@@ -487,9 +510,12 @@ static PyObject *records_list(record_t **records, size_t n)
     return list;
 }
 
-static PyObject *snapshot(PyObject *self, PyObject *unused)
+static PyObject *snapshot(PyObject *self, PyObject *args)
 {
     static int busy;
+    int want_live;
+    if (!PyArg_ParseTuple(args, "p", &want_live))
+        return NULL;
     if (busy) {
         PyErr_SetString(PyExc_RuntimeError, "a snapshot is already being taken");
         return NULL;
@@ -524,7 +550,9 @@ static PyObject *snapshot(PyObject *self, PyObject *unused)
     }
     else {
         PyObject *allocations = records_list(taken.items, taken.len);
-        PyObject *still_live = allocations ? records_list(live, n_live) : NULL;
+        PyObject *still_live = NULL;
+        if (allocations != NULL)  /* the live list only when asked: it can hold every record */
+            still_live = want_live ? records_list(live, n_live) : Py_NewRef(Py_None);
         if (still_live != NULL)
             result = Py_BuildValue("(NNKL)", allocations, still_live, lost, spent);
         else
@@ -547,11 +575,6 @@ static PyObject *snapshot(PyObject *self, PyObject *unused)
     return result;
 }
 
-static PyObject *sampling(PyObject *self, PyObject *unused)
-{
-    return PyBool_FromLong(active);
-}
-
 static PyMethodDef methods[] = {
     {"start", (PyCFunction)(void (*)(void))start, METH_VARARGS | METH_KEYWORDS,
      "start(mean_bytes, max_frames, max_records, labels_var): install the hook (if it is not)"
@@ -559,12 +582,12 @@ static PyMethodDef methods[] = {
     {"stop", stop, METH_NOARGS,
      "stop() -> bool: stop sampling and forget every record; True when the hook was removed"
      " (False: another hook wraps ours, which then passes every call through)."},
-    {"snapshot", snapshot, METH_NOARGS,
-     "snapshot() -> (allocations, live, dropped, sampling_ns): the sampled allocations since"
-     " the last snapshot and those still live, each (codes root first, bytes, count, thread"
-     " ident, labels or None), how many sampled allocations the caps left out, and the CPU"
-     " the allocating threads spent recording samples since the last snapshot."},
-    {"sampling", sampling, METH_NOARGS, "sampling() -> bool"},
+    {"snapshot", snapshot, METH_VARARGS,
+     "snapshot(want_live) -> (allocations, live, dropped, sampling_ns): the sampled allocations"
+     " since the last snapshot and (if want_live, else None) those still live, each (codes root"
+     " first, bytes, count, thread ident, labels or None), how many sampled allocations the caps"
+     " left out, and the CPU the allocating threads spent recording samples since the last"
+     " snapshot."},
     {NULL, NULL, 0, NULL},
 };
 

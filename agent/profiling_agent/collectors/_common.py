@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -354,6 +355,17 @@ class Window:
                 self.stop_event.wait(timeout)
             else:
                 time.sleep(timeout)
+
+    def wait_ticking(self, every: float, tick: Callable[[], object]) -> None:
+        """Wait for the window's end, calling ``tick`` about every ``every`` seconds meanwhile
+        (the first after a random 0.8-1.2 of it: windows started together do not tick together)."""
+        due = every * random.uniform(0.8, 1.2)
+        while True:
+            self.wait(until=lambda due=due: self.elapsed >= due)
+            if self.stopped or self.elapsed >= self.duration:
+                return
+            tick()
+            due = self.elapsed + every
 
 
 def validate_window(duration_seconds: object, sample_rate: object) -> tuple[float, float]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
-import random
 import threading
 
 from .. import labels as labels_api
@@ -73,10 +72,13 @@ class _Run:
         self.totals: dict[tuple, list[float]] = {}
         self.dropped = 0
 
-    def absorb(self, allocations: list, live: list, dropped: int) -> None:
+    def absorb(self, allocations: list, live: list | None, dropped: int) -> None:
+        """``live`` comes only with the snapshot a memory run ends with (see _Session.leave)."""
         self.dropped += dropped
         if self.profile_type == "memory":
-            self.totals = {}  # live at the window's end: the latest snapshot alone
+            if live is None:
+                return
+            self.totals = {}  # live at the window's end
             records = live
         else:
             records = allocations
@@ -104,7 +106,7 @@ class _Session:
 
     def join(self, run: _Run) -> None:
         with self.lock:
-            self._snapshot()  # what was sampled before belongs to the runs already collecting
+            self._snapshot(want_live=False)  # what was sampled before: the runs already here
             self.runs.add(run)
             if self.idle_timer is not None:
                 self.idle_timer.cancel()
@@ -116,7 +118,8 @@ class _Session:
 
     def leave(self, run: _Run) -> None:
         with self.lock:
-            self._snapshot()
+            # the live blocks (possibly every record held) are listed only for a memory run's end
+            self._snapshot(want_live=run.profile_type == "memory")
             self.runs.discard(run)
             if not self.runs and self.idle_timer is None:
                 self.idle_timer = threading.Timer(IDLE_GRACE_SECONDS, self._stop_if_idle)
@@ -126,12 +129,12 @@ class _Session:
 
     def tick(self) -> None:
         with self.lock:
-            self._snapshot()
+            self._snapshot(want_live=False)
 
-    def _snapshot(self) -> None:
+    def _snapshot(self, *, want_live: bool) -> None:
         if not self.sampling:
             return
-        allocations, live, dropped, sampling_ns = _allochook.snapshot()
+        allocations, live, dropped, sampling_ns = _allochook.snapshot(want_live)
         _overhead.add_cpu_in_host_threads(sampling_ns)
         self.names.update(thread_names())
         for run in self.runs:
@@ -172,13 +175,7 @@ def collect(*, profile_type: str, duration: float, rate: float, window: Window) 
     _session.join(run)
     window.start()
     try:
-        due = SNAPSHOT_EVERY_SECONDS * random.uniform(0.8, 1.2)
-        while True:
-            window.wait(until=lambda due=due: window.elapsed >= due)
-            if window.stopped or window.elapsed >= window.duration:
-                break
-            _session.tick()
-            due = window.elapsed + SNAPSHOT_EVERY_SECONDS
+        window.wait_ticking(SNAPSHOT_EVERY_SECONDS, _session.tick)
     finally:
         elapsed = window.elapsed
         _session.leave(run)

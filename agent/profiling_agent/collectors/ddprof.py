@@ -47,7 +47,6 @@ import contextlib
 import glob
 import importlib.util
 import os
-import random
 import shutil
 import signal
 import threading
@@ -273,8 +272,7 @@ class _LabelLinks:
 class _Run:
     """What one collect() call gathers from the shared sampler's flushes."""
 
-    def __init__(self, profile_type: str, rate: float):
-        self.profile_type = profile_type
+    def __init__(self, rate: float):
         self.rate = rate
         self.flushes: list[_pprof.Profile] = []
         self.error: str | None = None
@@ -503,21 +501,19 @@ def _thread_name(labels: dict, names: dict[int, str]) -> str:
 
 def _collect(profile_type: str, rate: float, window: Window, cpu: ThreadCpu,
              label_cpu: labels_api.LabelCpu | None) -> tuple[_Run, float]:
-    run = _Run(profile_type, rate)
+    run = _Run(rate)
     _session.join(run)
     window.start()
     cpu.start()
     if label_cpu is not None:
         label_cpu.start(cpu.clocks(cpu.base))
+
+    def tick() -> None:
+        _session.tick()
+        cpu.update(every=0.0)
+
     try:
-        next_flush = FLUSH_EVERY_SECONDS * random.uniform(0.8, 1.2)
-        while True:
-            window.wait(until=lambda due=next_flush: window.elapsed >= due)
-            if window.stopped or window.elapsed >= window.duration:
-                break
-            _session.tick()
-            cpu.update(every=0.0)
-            next_flush = window.elapsed + FLUSH_EVERY_SECONDS
+        window.wait_ticking(FLUSH_EVERY_SECONDS, tick)
     finally:
         elapsed = window.elapsed
         cpu.update(every=0.0)
