@@ -6,18 +6,15 @@ BIN := $(VENV)/bin
 
 .PHONY: run stop test lint install install-test
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-
 AGENT_BUILD := agent/pyproject.toml agent/setup.py agent/profiling_agent/collectors/_allochook.c
 
-$(VENV)/.installed: pyproject.toml $(AGENT_BUILD) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e './agent[all]' -e .
+# creates the venv when needed; one install at a time (`make run` and `make test` started together)
+$(VENV)/.installed: pyproject.toml $(AGENT_BUILD)
+	$(PYTHON) scripts/install_venv.py $(VENV) './agent[all]' .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(AGENT_BUILD) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e './agent[all]' -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml $(AGENT_BUILD)
+	$(PYTHON) scripts/install_venv.py $(VENV) './agent[all]' '.[test]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
