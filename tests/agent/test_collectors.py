@@ -440,6 +440,30 @@ def test_stack_sampler_goroutine_sees_every_thread_and_the_tasks_of_a_running_lo
 
 
 @needs_in_process
+def test_a_thread_starts_through_one_sampler_wrapper_however_often_the_sampler_restarted():
+    """ddtrace wraps the thread bootstrap at every start; three restarts once meant three
+    wrappers around every new thread's life."""
+    import ddtrace.profiling.collector.threading as dd_threading
+
+    for _ in range(3):
+        ddprof._session.shutdown()
+        collectors.collect("goroutine", duration_seconds=0.2, sample_rate=50,
+                           engine="stack-sampler")
+    wrappers = []
+
+    def count_wrappers() -> None:
+        frame = sys._getframe()
+        while frame is not None:
+            wrappers.append(frame.f_code.co_filename == dd_threading.__file__)
+            frame = frame.f_back
+
+    thread = threading.Thread(target=count_wrappers)
+    thread.start()
+    thread.join()
+    assert sum(wrappers) == 1
+
+
+@needs_in_process
 def test_stack_sampler_goroutine_sees_a_hundred_threads_in_every_pass():
     """A thread leak must read as one: ddtrace samples 25 threads a pass by default (picked at
     random), so 100 threads looked like 25 in the goroutine profile (each seen in a quarter of

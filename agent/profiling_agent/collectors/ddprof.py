@@ -172,6 +172,30 @@ def _host_signal_handlers_kept():
                 signal.signal(sig, handler)
 
 
+_THREAD_METHODS = ("_bootstrap_inner", "_set_native_id")
+# what ddtrace's previous start found and put in their place: (before, its wrappers)
+_thread_methods_wrapped: tuple[dict, dict] | None = None
+
+
+@contextlib.contextmanager
+def _thread_methods_wrapped_once():
+    """ddtrace wraps Thread._bootstrap_inner and _set_native_id at every start and never unwraps
+    them: after N restarts (a fork, a shutdown) every thread's start and end went through N
+    wrappers (8 deep in a CI traceback). Its previous wrappers are taken off first, unless
+    something wrapped them since."""
+    global _thread_methods_wrapped
+    current = {name: threading.Thread.__dict__.get(name) for name in _THREAD_METHODS}
+    if _thread_methods_wrapped is not None and current == _thread_methods_wrapped[1]:
+        for name, method in _thread_methods_wrapped[0].items():
+            setattr(threading.Thread, name, method)
+        current = dict(_thread_methods_wrapped[0])
+    try:
+        yield
+    finally:
+        _thread_methods_wrapped = (
+            current, {name: threading.Thread.__dict__.get(name) for name in _THREAD_METHODS})
+
+
 def _track_running_event_loops(_stack) -> None:
     """ddtrace learns of an event loop when it starts running; loops already running when the
     sampler (re)starts are found through their pending tasks, so their tasks are sampled."""
@@ -343,7 +367,7 @@ class _Session:
         config.output_pprof = os.path.join(self.folder, "profile")  # read at every start
         before = _overhead.task_ids()
         profiler = profiler_class(_memory_collector_enabled=False)
-        with _host_signal_handlers_kept():
+        with _host_signal_handlers_kept(), _thread_methods_wrapped_once():
             profiler.start()
         _track_running_event_loops(_stack)
         self.label_links.started(_stack)
