@@ -103,6 +103,27 @@ class Client:
         return status, payload, elapsed, len(raw)
 
 
+def _create_database_if_missing() -> None:
+    """A new machine has no benchmark database: PostgreSQL's is created (SQLite makes its own)."""
+    from django.db import OperationalError, connection
+
+    if connection.vendor != "postgresql":
+        return
+    try:
+        connection.ensure_connection()
+        return
+    except OperationalError:
+        pass
+    import psycopg
+    from psycopg import sql
+
+    params = connection.get_connection_params()
+    server = {key: params[key] for key in ("host", "port", "user", "password") if params.get(key)}
+    with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(params["dbname"])))
+    print(f"created the database {params['dbname']}", file=sys.stderr)
+
+
 def setup_database() -> tuple[str, str]:
     """Migrate, recreate the benchmark tenant; returns its (api, agent) raw tokens."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "profiling_platform.settings")
@@ -115,6 +136,7 @@ def setup_database() -> tuple[str, str]:
     from tenants.models import Tenant, TokenScope
     from tenants.services import tenant_get_or_create, token_create
 
+    _create_database_if_missing()
     call_command("migrate", verbosity=0)
     Tenant.objects.filter(external_id=TENANT).delete()
     tenant, _ = tenant_get_or_create(external_id=TENANT, name="Load benchmark")
