@@ -12,8 +12,9 @@
  * Both domains are only ever called with the GIL held (standard builds), so the tables need no
  * lock; the hook never releases the GIL. Inside the hook nothing may run Python code or start a
  * garbage collection in the middle of the interpreter's own allocation: the stack is read with
- * the collector disabled, the error indicator saved and restored, and a thread-local guard lets
- * allocations made while sampling (frame objects that 3.11+ creates on demand) pass through.
+ * the collector disabled, the error indicator saved and restored, and a guard naming the busy
+ * thread lets allocations made while sampling (frame objects that 3.11+ creates on demand) pass
+ * through.
  * References are only released outside the hook, in snapshot() and stop() (read_labels drops
  * its copy of the context, which holds nothing alone). */
 
@@ -513,8 +514,8 @@ static PyObject *records_list(record_t **records, size_t n)
 static PyObject *snapshot(PyObject *self, PyObject *args)
 {
     static int busy;
-    int want_live;
-    if (!PyArg_ParseTuple(args, "p", &want_live))
+    int want_allocations, want_live;
+    if (!PyArg_ParseTuple(args, "pp", &want_allocations, &want_live))
         return NULL;
     if (busy) {
         PyErr_SetString(PyExc_RuntimeError, "a snapshot is already being taken");
@@ -549,9 +550,12 @@ static PyObject *snapshot(PyObject *self, PyObject *args)
         PyErr_NoMemory();
     }
     else {
-        PyObject *allocations = records_list(taken.items, taken.len);
+        /* each list only when asked (the records are reported either way): the live one can
+         * hold every record, and only memory profiles read it, only alloc ones the other */
+        PyObject *allocations = want_allocations ? records_list(taken.items, taken.len)
+                                                 : Py_NewRef(Py_None);
         PyObject *still_live = NULL;
-        if (allocations != NULL)  /* the live list only when asked: it can hold every record */
+        if (allocations != NULL)
             still_live = want_live ? records_list(live, n_live) : Py_NewRef(Py_None);
         if (still_live != NULL)
             result = Py_BuildValue("(NNKL)", allocations, still_live, lost, spent);
@@ -583,11 +587,11 @@ static PyMethodDef methods[] = {
      "stop() -> bool: stop sampling and forget every record; True when the hook was removed"
      " (False: another hook wraps ours, which then passes every call through)."},
     {"snapshot", snapshot, METH_VARARGS,
-     "snapshot(want_live) -> (allocations, live, dropped, sampling_ns): the sampled allocations"
-     " since the last snapshot and (if want_live, else None) those still live, each (codes root"
-     " first, bytes, count, thread ident, labels or None), how many sampled allocations the caps"
-     " left out, and the CPU the allocating threads spent recording samples since the last"
-     " snapshot."},
+     "snapshot(want_allocations, want_live) -> (allocations, live, dropped, sampling_ns): the"
+     " sampled allocations since the last snapshot and those still live (each None unless"
+     " wanted), each (codes root first, bytes, count, thread ident, labels or None), how many"
+     " sampled allocations the caps left out, and the CPU the allocating threads spent"
+     " recording samples since the last snapshot."},
     {NULL, NULL, 0, NULL},
 };
 

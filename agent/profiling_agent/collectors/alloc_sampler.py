@@ -72,8 +72,9 @@ class _Run:
         self.totals: dict[tuple, list[float]] = {}
         self.dropped = 0
 
-    def absorb(self, allocations: list, live: list | None, dropped: int) -> None:
-        """``live`` comes only with the snapshot a memory run ends with (see _Session.leave)."""
+    def absorb(self, allocations: list | None, live: list | None, dropped: int) -> None:
+        """``live`` comes only with the snapshot a memory run ends with (see _Session.leave),
+        ``allocations`` whenever an alloc run is collecting."""
         self.dropped += dropped
         if self.profile_type == "memory":
             if live is None:
@@ -134,7 +135,8 @@ class _Session:
     def _snapshot(self, *, want_live: bool) -> None:
         if not self.sampling:
             return
-        allocations, live, dropped, sampling_ns = _allochook.snapshot(want_live)
+        want_allocations = any(run.profile_type == "alloc" for run in self.runs)
+        allocations, live, dropped, sampling_ns = _allochook.snapshot(want_allocations, want_live)
         _overhead.add_cpu_in_host_threads(sampling_ns)
         self.names.update(thread_names())
         for run in self.runs:

@@ -173,8 +173,12 @@ def _host_signal_handlers_kept():
 
 
 _THREAD_METHODS = ("_bootstrap_inner", "_set_native_id")
-# what ddtrace's previous start found and put in their place: (before, its wrappers)
-_thread_methods_wrapped: tuple[dict, dict] | None = None
+# (the methods ddtrace's latest start found, the wrappers it put in their place)
+_ddtrace_thread_wrapping: tuple[dict, dict] | None = None
+
+
+def _thread_methods() -> dict:
+    return {name: threading.Thread.__dict__.get(name) for name in _THREAD_METHODS}
 
 
 @contextlib.contextmanager
@@ -183,17 +187,18 @@ def _thread_methods_wrapped_once():
     them: after N restarts (a fork, a shutdown) every thread's start and end went through N
     wrappers (8 deep in a CI traceback). Its previous wrappers are taken off first, unless
     something wrapped them since."""
-    global _thread_methods_wrapped
-    current = {name: threading.Thread.__dict__.get(name) for name in _THREAD_METHODS}
-    if _thread_methods_wrapped is not None and current == _thread_methods_wrapped[1]:
-        for name, method in _thread_methods_wrapped[0].items():
-            setattr(threading.Thread, name, method)
-        current = dict(_thread_methods_wrapped[0])
+    global _ddtrace_thread_wrapping
+    if _ddtrace_thread_wrapping is not None:
+        found, wrappers = _ddtrace_thread_wrapping
+        if _thread_methods() == wrappers:
+            for name, method in found.items():
+                if method is not None:
+                    setattr(threading.Thread, name, method)
+    found = _thread_methods()
     try:
         yield
     finally:
-        _thread_methods_wrapped = (
-            current, {name: threading.Thread.__dict__.get(name) for name in _THREAD_METHODS})
+        _ddtrace_thread_wrapping = (found, _thread_methods())
 
 
 def _track_running_event_loops(_stack) -> None:

@@ -87,7 +87,7 @@ def main() -> None:
 
     def snapshots() -> None:  # while the others allocate
         while not done.wait(0.005):
-            take(_allochook.snapshot(True)[0])
+            take(_allochook.snapshot(True, True)[0])
 
     threads = [threading.Thread(target=worker, args=(index,)) for index in range(3)]
     threads.append(threading.Thread(target=snapshots))
@@ -98,11 +98,11 @@ def main() -> None:
         thread.join()
     done.set()
     threads[-1].join()
-    take(_allochook.snapshot(True)[0])
+    take(_allochook.snapshot(True, True)[0])
     summary["stopped"] = _allochook.stop()
     _allochook.start(mean_bytes=1024.0, max_frames=8, max_records=10, labels_var=None)
     kept = [bytes(2000) for _ in range(1000)]
-    allocations, live, dropped, _ns = _allochook.snapshot(True)
+    allocations, live, dropped, _ns = _allochook.snapshot(True, True)
     summary["after_restart"] = {"allocations": len(allocations), "live": len(live),
                                 "dropped": dropped}
     tracemalloc.start()  # wraps our hook: stopping ours must leave it in place
