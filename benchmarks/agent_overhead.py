@@ -13,8 +13,8 @@ unprofiled run twice per round) so drifting machine load hits them alike. Each r
 the mean of its round's unprofiled runs, and the median of those paired ratios is printed.
 
 CPU counts everything the profiler costs the host: the process's CPU seconds from the start of
-the workload until every collector has returned its profile (so the agent's processing after
-the window is in), plus the CPU of every child process (py-spy). ``all`` collects the six types
+the workload until every collector has returned its profile and encoded it for upload (so the
+agent's processing after the window is in), plus the CPU of every child process (py-spy). ``all`` collects the six types
 at once with the default engines, as continuous profiling does; the exact engines (py-spy,
 yappi, memray) are printed beside the defaults.
 
@@ -172,6 +172,7 @@ def workload(scale: float) -> None:
 # --- one run --------------------------------------------------------------------------------
 def child(config: str, scale: float) -> dict:
     from profiling_agent import collectors
+    from profiling_agent.client import encode_profile
 
     runs, tweaks, install_locks = ALL_CONFIGS[config]
     collectors.available_engines()  # as the agent does when it starts (loads the sampler)
@@ -188,6 +189,7 @@ def child(config: str, scale: float) -> dict:
         try:
             profile = collectors.collect(profile_type, duration_seconds=600,
                                          sample_rate=SAMPLE_RATE, engine=engine, stop_event=stop)
+            encode_profile(profile)  # what the agent uploads: JSON, gzip
             if profile.get("overheadPercent") is not None:
                 outcome["overheadPercent"].append(profile["overheadPercent"])
         except collectors.CollectorError as exc:

@@ -204,6 +204,28 @@ def test_source_resolver_gives_qualname_and_first_line():
     assert resolver.resolve("gone", "/no/such/file.py", 7) == ("gone", 7)
 
 
+
+def test_source_resolver_follows_the_source_when_its_bytecode_cache_is_stale(tmp_path):
+    """Names and def lines come from the file's bytecode cache when it matches the source and
+    from the source itself when it changed since (a deploy that rewrote the file)."""
+    import importlib.util
+    import py_compile
+
+    module_file = tmp_path / "resolver_target.py"
+    module_file.write_text("class Shop:\n    @staticmethod\n    def checkout():\n"
+                           "        total = 1\n        return [x for x in range(total)]\n")
+    # the cache the interpreter writes at import (timestamp-checked, its default)
+    py_compile.compile(str(module_file), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    assert Path(importlib.util.cache_from_source(str(module_file))).exists()
+    assert SourceResolver().resolve("checkout", str(module_file), 4) == ("Shop.checkout", 2)
+
+    before = module_file.stat()
+    module_file.write_text("import os\n\n\nclass Shop:\n    @staticmethod\n    def checkout():\n"
+                           "        total = 1\n        return total\n")
+    os.utime(module_file, (before.st_atime, before.st_mtime + 10))
+    assert SourceResolver().resolve("checkout", str(module_file), 7) == ("Shop.checkout", 5)
+
+
 # --- mutex ------------------------------------------------------------------------------------
 
 

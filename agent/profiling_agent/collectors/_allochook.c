@@ -80,12 +80,16 @@ static list_t recent;  /* sampled since the last snapshot (live or freed) */
 static list_t dead;    /* freed after they were reported: released at the next snapshot */
 static record_t **slots;  /* the live table: open addressing on the block's address */
 static size_t nslots, nlive;
-/* A filter in front of the table: a bit per address hash, set for every block recorded since
- * the last snapshot rebuilt it. Nearly every free is of a block never sampled, and one bit test
- * (an 8 KiB table that stays in cache) says so: probing the table instead cost about 4 % of a
- * json-heavy loop with 200 live records (1.08-1.10x against 1.03-1.05x with none). */
+/* A filter in front of the table: a bit per address hash, set while a live sampled block has that
+ * hash (a count per bit says how many). Nearly every free is of a block never sampled, and one
+ * bit test (an 8 KiB table that stays in cache) says so: probing the table instead cost about 4 %
+ * of a json-heavy loop with 200 live records (1.08-1.10x against 1.03-1.05x with none). A bit
+ * is cleared when its last block is freed: pymalloc hands the same few addresses out again and
+ * again, and a stale bit on one of them sent every free of it to the table until the next
+ * snapshot. A count that saturates keeps its bit set for good (a slower path, never a miss). */
 #define FILTER_BITS (1u << 16)
 static uint64_t filter[FILTER_BITS / 64];
+static uint16_t filter_counts[FILTER_BITS];
 
 static inline size_t filter_bit(const void *ptr)
 {
@@ -93,10 +97,21 @@ static inline size_t filter_bit(const void *ptr)
     return (size_t)((address >> 4) ^ (address >> 20)) & (FILTER_BITS - 1);
 }
 
-static inline void filter_add(const void *ptr)
+static void filter_add(const void *ptr)
 {
     size_t bit = filter_bit(ptr);
+    if (filter_counts[bit] < UINT16_MAX)
+        filter_counts[bit]++;
     filter[bit >> 6] |= 1ULL << (bit & 63);
+}
+
+static void filter_remove(const void *ptr)
+{
+    size_t bit = filter_bit(ptr);
+    if (filter_counts[bit] == UINT16_MAX)
+        return;
+    if (--filter_counts[bit] == 0)
+        filter[bit >> 6] &= ~(1ULL << (bit & 63));
 }
 
 static inline int filter_may_hold(const void *ptr)
@@ -330,23 +345,30 @@ static void record_sample(void *ptr, size_t size)
     busy_thread = was_busy;
 }
 
-static inline void allocated(void *ptr, size_t size)
+/* The hooks' fast paths do one subtraction (malloc) or one filter test (free) and then
+ * tail-call the original allocator, with everything else out of line: inlined, the slow paths
+ * made every call save and restore registers, which was over half of the hook's instructions
+ * (callgrind, the overhead benchmark's workload). */
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define COLD __attribute__((noinline, cold))
+
+/* The countdown ran out within this allocation: it holds a sample point. */
+static COLD void sample_point(void *ptr, size_t size)
 {
-    countdown -= (int64_t)size;
-    if (countdown > 0)  /* nearly every allocation: one subtraction */
-        return;
     countdown = next_gap();
     if (ptr != NULL && active && busy_thread != CURRENT_TSTATE())
         sample(ptr, size);
 }
 
-static inline void freed(void *ptr)
+/* The filter says the block may be a sampled one. */
+static COLD void sampled_block_freed(void *ptr)
 {
-    if (nlive == 0 || ptr == NULL || !filter_may_hold(ptr))
+    if (nlive == 0 || ptr == NULL)
         return;
     record_t *record = table_take(ptr);
     if (record == NULL)
         return;
+    filter_remove(ptr);
     nlive--;
     record->live = 0;
     record->ptr = NULL;
@@ -354,38 +376,76 @@ static inline void freed(void *ptr)
         dropped++;  /* cannot be queued for release: it leaks, harmless */
 }
 
+static inline int counts_down(size_t size)  /* false when the countdown runs out */
+{
+    countdown -= (int64_t)size;
+    return LIKELY(countdown > 0);
+}
+
+static COLD void *sampled_malloc(PyMemAllocatorEx *original, size_t size)
+{
+    void *ptr = original->malloc(original->ctx, size);
+    sample_point(ptr, size);
+    return ptr;
+}
+
 static void *hook_malloc(void *ctx, size_t size)
 {
     PyMemAllocatorEx *original = ctx;
-    void *ptr = original->malloc(original->ctx, size);
-    allocated(ptr, size);
+    if (counts_down(size))
+        return original->malloc(original->ctx, size);
+    return sampled_malloc(original, size);
+}
+
+static COLD void *sampled_calloc(PyMemAllocatorEx *original, size_t nelem, size_t elsize)
+{
+    void *ptr = original->calloc(original->ctx, nelem, elsize);
+    sample_point(ptr, nelem * elsize);
     return ptr;
 }
 
 static void *hook_calloc(void *ctx, size_t nelem, size_t elsize)
 {
     PyMemAllocatorEx *original = ctx;
-    void *ptr = original->calloc(original->ctx, nelem, elsize);
-    allocated(ptr, nelem * elsize);
+    if (counts_down(nelem * elsize))
+        return original->calloc(original->ctx, nelem, elsize);
+    return sampled_calloc(original, nelem, elsize);
+}
+
+static COLD void *tracked_realloc(PyMemAllocatorEx *original, void *old, size_t size, int sampled)
+{
+    void *ptr = original->realloc(original->ctx, old, size);
+    if (ptr == NULL)  /* on failure the old block stays as it was */
+        return ptr;
+    sampled_block_freed(old);
+    if (sampled)
+        sample_point(ptr, size);
     return ptr;
 }
 
 static void *hook_realloc(void *ctx, void *old, size_t size)
 {
     PyMemAllocatorEx *original = ctx;
-    void *ptr = original->realloc(original->ctx, old, size);
-    if (ptr != NULL) {  /* on failure the old block stays as it was */
-        freed(old);
-        allocated(ptr, size);
-    }
-    return ptr;
+    int sampled = !counts_down(size);
+    if (LIKELY(!sampled && !filter_may_hold(old)))
+        return original->realloc(original->ctx, old, size);
+    return tracked_realloc(original, old, size, sampled);
+}
+
+static COLD void free_sampled_block(PyMemAllocatorEx *original, void *ptr)
+{
+    sampled_block_freed(ptr);
+    original->free(original->ctx, ptr);
 }
 
 static void hook_free(void *ctx, void *ptr)
 {
     PyMemAllocatorEx *original = ctx;
-    freed(ptr);
-    original->free(original->ctx, ptr);
+    if (LIKELY(!filter_may_hold(ptr))) {
+        original->free(original->ctx, ptr);
+        return;
+    }
+    free_sampled_block(original, ptr);
 }
 
 /* ---- the module ---------------------------------------------------------------------------- */
@@ -406,6 +466,7 @@ static void release_all(void)
     slots = NULL;
     nslots = nlive = 0;
     memset(filter, 0, sizeof filter);
+    memset(filter_counts, 0, sizeof filter_counts);
     recent = (list_t){0};
     dead = (list_t){0};
     PyThreadState *was_busy = busy_thread;
@@ -532,14 +593,10 @@ static PyObject *snapshot(PyObject *self, PyObject *args)
     dead = (list_t){0};
     size_t n_live = 0;
     record_t **live = malloc((nlive ? nlive : 1) * sizeof *live);
-    if (live != NULL) {
-        memset(filter, 0, sizeof filter);  /* rebuilt: the freed blocks' bits go */
+    if (live != NULL)
         for (size_t i = 0; i < nslots; i++)
-            if (slots[i] != NULL) {
+            if (slots[i] != NULL)
                 live[n_live++] = slots[i];
-                filter_add(slots[i]->ptr);
-            }
-    }
     unsigned long long lost = dropped;
     long long spent = sampling_ns;
     dropped = 0;
