@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 .PHONY: run stop test lint install install-test
 
-AGENT_BUILD := agent/pyproject.toml agent/setup.py agent/profiling_agent/collectors/_allochook.c
+AGENT_BUILD := agent/pyproject.toml agent/setup.py $(wildcard agent/profiling_agent/collectors/*.c)
 
 # creates the venv when needed; one install at a time (`make run` and `make test` started together)
 $(VENV)/.installed: pyproject.toml $(AGENT_BUILD)

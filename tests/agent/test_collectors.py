@@ -334,6 +334,25 @@ def test_lock_wrapper_keeps_lock_semantics(lock_profiler):
     assert collectors.install_lock_profiler()
 
 
+@pytest.mark.skipif(locks._lockwrap is None, reason="already the Python path here")
+def test_the_lock_wrappers_python_path_passes_the_same_tests():
+    """Where the agent was built without a C compiler, the wrapper's uncontended path is Python:
+    the waits it records and the lock's semantics are the same."""
+    code = (
+        "import sys\n"
+        "sys.modules['profiling_agent.collectors._lockwrap'] = None  # as if never built\n"
+        "import pytest\n"
+        "from profiling_agent.collectors import locks\n"
+        "assert locks._lockwrap is None\n"
+        f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-c', '/dev/null', '--noconftest',"
+        f" {__file__!r}, '-k', 'mutex_blames or keeps_lock_semantics']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=AGENT_PATH),
+                          cwd=str(Path(__file__).parent))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout, proc.stdout[-2000:]
+
+
 def test_mutex_without_agent_installation_notes_the_blind_spot():
     assert not collectors.lock_profiler_installed()
     profile = collectors.collect("mutex", duration_seconds=0.3, sample_rate=100)

@@ -302,8 +302,8 @@ class ThreadCpu:
 class Window:
     """The collection window: wall-clock bounds, early stop and progress reports.
 
-    ``wait()`` sleeps in short slices (default 0.1 s) so a ``stop_event`` or an engine-specific
-    end condition is noticed quickly, and calls ``progress(fraction)`` about once a second; a
+    ``wait()`` returns at once on a ``stop_event``, polls an engine-specific end condition, and
+    calls ``progress(fraction)`` about once a second; a
     progress callback that raises is ignored (it belongs to the agent, not the profile).
     """
 
@@ -344,13 +344,27 @@ class Window:
         except Exception:  # noqa: BLE001 - the agent's callback must not break collection
             pass
 
-    def wait(self, until: Callable[[], bool] | None = None, poll: float = 0.1) -> None:
+    def wait(self, until: Callable[[], bool] | None = None, poll: float = 0.1,
+             wake_at: float | None = None) -> None:
+        """Until the window ends, is stopped, ``until()`` holds (polled every ``poll`` s) or
+        ``elapsed`` reaches ``wake_at``. Without ``until`` it sleeps until the next of those
+        moments or progress report: a collecting thread that woke ten times a second took the
+        GIL from the host's threads as often, for nothing."""
         while True:
-            remaining = self.duration - self.elapsed
-            if remaining <= 0 or self.stopped or (until is not None and until()):
+            elapsed = self.elapsed
+            remaining = self.duration - elapsed
+            if remaining <= 0 or self.stopped or (until is not None and until()) or (
+                    wake_at is not None and elapsed >= wake_at):
                 return
             self.report()
-            timeout = min(poll, remaining)
+            timeout = remaining
+            if until is not None:
+                timeout = min(timeout, poll)
+            if wake_at is not None:
+                timeout = min(timeout, wake_at - elapsed)
+            if self.progress is not None:
+                next_report = 1.0 - (time.perf_counter() - self._last_progress)
+                timeout = min(timeout, max(next_report, 0.01))
             if self.stop_event is not None:
                 self.stop_event.wait(timeout)
             else:
@@ -361,7 +375,7 @@ class Window:
         (the first after a random 0.8-1.2 of it: windows started together do not tick together)."""
         due = every * random.uniform(0.8, 1.2)
         while True:
-            self.wait(until=lambda due=due: self.elapsed >= due)
+            self.wait(wake_at=due)
             if self.stopped or self.elapsed >= self.duration:
                 return
             tick()

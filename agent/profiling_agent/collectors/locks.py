@@ -9,8 +9,9 @@ How: ``install_lock_profiler()`` replaces the factories ``threading.Lock`` and
 ``threading.RLock`` with ones that return a thin wrapper around the real C lock. Every acquire
 first tries the real lock without blocking (one C call); only when that fails -- the lock is
 contended -- and a window is recording, the blocking acquire is timed and the caller's stack
-captured. An uncontended acquire therefore costs one extra Python call, and ``release`` is the
-real lock's bound C method stored on the wrapper.
+captured. The uncontended path is C (``_lockwrap.c``, built with the agent; the same in Python
+where it could not be built): an uncontended acquire costs one C call more, and ``release`` is
+the real lock's bound C method stored on the wrapper.
 
 Why install at agent start (the runtime calls ``install_lock_profiler()``): only locks created
 after installation are wrapped, and most locks that matter (connection pools, queues, caches,
@@ -103,30 +104,46 @@ def _record(frame, waited_ns: int) -> None:
         entry[1] += 1
 
 
-class _ProfiledLock:
-    """Behaves as the wrapped lock; ``release`` is the real lock's own bound method."""
+try:  # the uncontended path in C, built with the agent where a compiler was at hand
+    from . import _lockwrap
+except ImportError:
+    _lockwrap = None
 
-    __slots__ = ("_lock", "_try", "release", "__weakref__")
+if _lockwrap is not None:
+    _lockwrap.set_slow_path(_contended)
 
-    def __init__(self, lock):
-        self._lock = lock
-        self._try = lock.acquire
-        self.release = lock.release
+    class _Uncontended(_lockwrap.LockWrapper):
+        __slots__ = ()
+else:
+    class _Uncontended:  # the same in Python: two Python frames more per `with lock:`
+        __slots__ = ("_lock", "_try", "release", "__weakref__")
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._try(False):
-            return True
-        if not blocking:
-            return False
-        return _contended(self._lock, timeout, 2)
+        def __init__(self, lock):
+            self._lock = lock
+            self._try = lock.acquire
+            self.release = lock.release
 
-    def __enter__(self) -> bool:
-        if self._try(False):
-            return True
-        return _contended(self._lock, -1, 2)
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            if self._try(False):
+                return True
+            if not blocking:
+                return False
+            return _contended(self._lock, timeout, 2)
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.release()
+        def __enter__(self) -> bool:
+            if self._try(False):
+                return True
+            return _contended(self._lock, -1, 2)
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            self.release()
+
+
+class _ProfiledLock(_Uncontended):
+    """Behaves as the wrapped lock: acquire, ``with`` and release go to it (``release`` is the
+    real lock's own bound method), anything else is looked up on it."""
+
+    __slots__ = ()
 
     def __getattr__(self, name: str):
         # locked(), _is_owned(), _release_save(), _acquire_restore(), _at_fork_reinit() ...:

@@ -269,7 +269,7 @@ def collect_goroutine(*, profile_type: str, duration: float, rate: float,
         if next_snapshot >= window.duration:
             window.wait()  # the run lasts its duration even when no snapshot is left to take
             break
-        window.wait(until=lambda due=next_snapshot: window.elapsed >= due)
+        window.wait(wake_at=next_snapshot)
         if window.stopped or window.elapsed >= window.duration:
             break
     window.report()
