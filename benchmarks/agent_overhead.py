@@ -1,7 +1,8 @@
 """How much each profile type costs a service-like workload, in CPU and in wall time.
 
     .venv/bin/python benchmarks/agent_overhead.py [--rounds 5] [--scale 1.0] [--only cpu,all]
-                                                  [--design]
+                                                  [--design] [--labels] [--threads all]
+                                                  [--callgrind]
 
 Every run is a fresh interpreter (``--child CONFIG``) doing the same fixed amount of work in
 six threads: recursive templating and fib (pure Python), json/re/sha256, allocation churn
@@ -32,6 +33,17 @@ block then also tags its thread in the native sampler). Then what labels add to 
 with and without the agent's tag callback, which yappi calls at every call; the median CPU time
 ratio and the cost per call print.
 
+CPU seconds on a shared virtual machine vary from run to run (+-8 to 12 % seen for the same
+work), more than the few points the targets are about; two measures that do not:
+
+- ``--threads CONFIG``: every thread's CPU in a window after a first one (the first pays once
+  for reading the service's code), by its own clock, as a share of the workload's CPU: the
+  agent's Python threads, the stack sampler's native threads, building the profiles;
+- ``--callgrind``: what runs inside the service's own threads (the allocation hook, the lock
+  wrapper, and the processing of their runs), in instructions (valgrind), ratio to the
+  unprofiled run's; scale 0.3 takes a few minutes. The stack sampler is not counted this way:
+  it samples by the wall clock, which valgrind slows fiftyfold.
+
 Never fails: a configuration that errors is reported as such and the script exits 0.
 """
 
@@ -42,6 +54,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import resource
 import statistics
 import subprocess
@@ -79,7 +92,13 @@ DESIGN_CONFIGS: dict[str, tuple[list[tuple[str, str | None]], dict, bool]] = {
     "block-thread-sampler": ([("block", "thread-sampler")], {}, False),
     "goroutine-thread-sampler": ([("goroutine", "thread-sampler")], {}, False),
 }
-ALL_CONFIGS = CONFIGS | DESIGN_CONFIGS
+# what runs inside the service's own threads (the allocation hook, the lock wrapper), for
+# --callgrind; the stack sampler is left out: it samples by the wall clock, which valgrind's
+# fifty-fold slowdown turns into fifty times the passes per unit of work
+CALLGRIND_CONFIGS: dict[str, tuple[list[tuple[str, str | None]], dict, bool]] = {
+    "in-thread": ([("memory", None), ("alloc", None), ("mutex", None)], {}, True),
+}
+ALL_CONFIGS = CONFIGS | DESIGN_CONFIGS | CALLGRIND_CONFIGS
 # the issue's targets (CPU ratios); the exact engines have none
 TARGETS = {"all": 1.05, "cpu": 1.02, "memory": 1.15, "alloc": 1.15, "mutex": 1.1,
            "block": 1.02, "goroutine": 1.02}
@@ -170,7 +189,7 @@ def workload(scale: float) -> None:
 
 
 # --- one run --------------------------------------------------------------------------------
-def child(config: str, scale: float) -> dict:
+def child(config: str, scale: float, warm: bool = False) -> dict:
     from profiling_agent import collectors
     from profiling_agent.client import encode_profile
 
@@ -182,6 +201,17 @@ def child(config: str, scale: float) -> dict:
         setattr(module, attr, value)
     if install_locks:
         collectors.install_lock_profiler()
+    if warm:  # a first window over a little of the work: what a window after the first costs
+        first = threading.Event()
+        warming = [threading.Thread(target=collectors.collect, args=(profile_type,), kwargs={
+            "duration_seconds": 600, "sample_rate": SAMPLE_RATE, "engine": engine,
+            "stop_event": first}) for profile_type, engine in runs]
+        for thread in warming:
+            thread.start()
+        workload(scale / 10)
+        first.set()
+        for thread in warming:
+            thread.join(300)
     stop = threading.Event()
     outcome: dict = {"overheadPercent": []}
 
@@ -200,24 +230,43 @@ def child(config: str, scale: float) -> dict:
     for thread in agents:
         thread.start()
     time.sleep(ATTACH_SECONDS)
+    threads0 = _thread_cpu_by_name()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     workload(scale)
     wall, work_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    threads1 = _thread_cpu_by_name()
     stop.set()
     for thread in agents:
         thread.join(300)
     after = time.process_time() - cpu0 - work_cpu
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     child_cpu = children.ru_utime + children.ru_stime
+    threads = {name: cpu - threads0.get(name, 0.0) for name, cpu in threads1.items()
+               if not name.startswith("work-")}
     return {"wall": wall, "cpu": work_cpu + after + child_cpu, "afterCpu": after,
-            "childCpu": child_cpu, **outcome}
+            "childCpu": child_cpu, "workCpu": work_cpu, "threads": threads, **outcome}
 
 
-def run_child(config: str, scale: float) -> dict:
+def _thread_cpu_by_name() -> dict[str, float]:
+    """CPU seconds of each thread of this process (/proc), by its Python name; the threads with
+    none (the stack sampler's native ones) together."""
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as handle:
+                name = names.get(int(tid), "native threads (the stack sampler's)")
+                out[name] = out.get(name, 0.0) + int(handle.read().split()[0]) / 1e9
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def run_child(config: str, scale: float, warm: bool = False) -> dict:
     factor = SCALE.get(config, 1.0)
     try:
         proc = subprocess.run([sys.executable, __file__, "--child", config, "--scale",
-                               str(scale * factor)],
+                               str(scale * factor)] + (["--warm"] if warm else []),
                               capture_output=True, text=True, timeout=600, cwd=ROOT)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
@@ -310,6 +359,57 @@ def measure_labels(rounds: int, scale: float) -> None:
           f"{statistics.median(extra) * 1e9:.0f} ns a call")
 
 
+def measure_threads(config: str, rounds: int, scale: float) -> None:
+    """Each thread's share of the process's CPU in a window after a first one, by its own clock:
+    precise where the ratios are noisy, but blind to what runs inside the service's threads."""
+    results = [run_child(config, scale, warm=True) for _ in range(rounds)]
+    results = [r for r in results if "error" not in r]
+    if not results:
+        print(f"{config}: every run failed")
+        return
+    print(f"{config}, a window after the first, {len(results)} runs: median share of the "
+          f"workload's CPU (the process's, from the workload's start to its end)")
+    names = sorted({name for r in results for name in r["threads"]} - {"MainThread"})
+    for name in names:
+        shares = [100 * r["threads"].get(name, 0.0) / r["workCpu"] for r in results]
+        if statistics.median(shares) >= 0.01:
+            print(f"  {name:<44} {statistics.median(shares):6.2f} %")
+    after = [100 * r["afterCpu"] / r["workCpu"] for r in results]
+    print(f"  {'after the window (profiles built, encoded)':<44} {statistics.median(after):6.2f} %")
+    total = [100 * (sum(v for k, v in r["threads"].items() if k != "MainThread") + r["afterCpu"])
+             / r["workCpu"] for r in results]
+    print(f"  {'in all':<44} {statistics.median(total):6.2f} %   (the main thread only waits "
+          f"for the workload's threads; what runs inside those: --callgrind)")
+
+
+def _instructions(config: str, scale: float) -> int:
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           sys.executable, __file__, "--child", config, "--scale", str(scale)],
+                          capture_output=True, text=True, timeout=3600, cwd=ROOT)
+    line = next(line for line in proc.stderr.splitlines() if "Collected" in line)
+    return int(line.split(":")[-1])
+
+
+def measure_callgrind(scale: float) -> None:
+    """Instructions of the workload (a run's, less those of the same configuration with no work:
+    start-up, agent start, one empty window) against the unprofiled run's, in the same run."""
+    if shutil.which("valgrind") is None:
+        print("--callgrind needs valgrind")
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    configs = ["unprofiled", "memory", "alloc", "mutex", "in-thread"]
+    jobs = [(config, s) for config in configs for s in (scale, 0.0)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = dict(zip(jobs, pool.map(lambda job: _instructions(*job), jobs)))
+    work = {config: counts[(config, scale)] - counts[(config, 0.0)] for config in configs}
+    print(f"instructions of the workload (callgrind, scale {scale}), ratio to unprofiled "
+          f"({work['unprofiled'] / 1e6:.0f} M):")
+    for config in configs[1:]:
+        runs = ", ".join(t for t, _ in ALL_CONFIGS[config][0])
+        print(f"  {config:<10} {work[config] / work['unprofiled']:.3f}x  ({runs})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -317,10 +417,21 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated configurations")
     parser.add_argument("--design", action="store_true", help="add the design-choice rows")
     parser.add_argument("--labels", action="store_true", help="only the cost of labels")
+    parser.add_argument("--threads", metavar="CONFIG",
+                        help="only each agent thread's CPU share in a second window of CONFIG")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="only the instructions the hooks add inside the service's threads")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.scale)), flush=True)
+        print(json.dumps(child(args.child, args.scale, args.warm)), flush=True)
+        return
+    if args.threads:
+        measure_threads(args.threads, args.rounds, args.scale)
+        return
+    if args.callgrind:
+        measure_callgrind(args.scale)
         return
     if args.labels:
         measure_labels(args.rounds, args.scale)
