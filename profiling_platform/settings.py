@@ -77,9 +77,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 # Persistent connections: opening one per request (CONN_MAX_AGE=0) doubled the cost of a status GET
-# on PostgreSQL (benchmarks/load.py); health checks drop a connection the server has closed.
+# on PostgreSQL (benchmarks/load.py); health checks drop a connection the server has closed, on
+# PostgreSQL without a round trip (profiling_platform/postgresql).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "profiling_platform.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

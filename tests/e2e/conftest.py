@@ -79,7 +79,11 @@ class Platform:
             with urllib.request.urlopen(req, timeout=30) as response:
                 return response.status, json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            raw = exc.read() or b"{}"
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:  # a server error's HTML page: shown, not a decoding error
+                return exc.code, {"detail": raw.decode("utf-8", "replace")[:2000]}
 
     def start_agent(self, tenant, service: str, mode: str, seconds: float = 120, url: str | None = None) -> subprocess.Popen:
         """`python -m profiling_agent run -- workload.py MODE`: an unmodified program, wrapped."""

@@ -69,3 +69,24 @@ def test_a_worker_with_profiling_self_profiles_itself(e2e):
     # A prefork child claimed it: not the worker's parent process.
     assert body["instance"]["pid"] != worker.pid
     assert body["sampleCount"] > 0
+
+
+def test_the_web_keeps_answering_when_postgresql_closes_its_connections(e2e):
+    """Persistent connections that the server closed (a restart, an idle timeout,
+    pg_terminate_backend) are noticed before a request uses them: no 500, no error."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection health check is PostgreSQL's")
+    tenant = TenantFixture("e2e-db-restart")
+    history = f"{API}/history?service=svc-db"
+    for _ in range(24):  # every web thread of both workers holds a connection now
+        status, body = e2e.request("GET", history, tenant.api_raw, tenant.external_id)
+        assert status == 200, body
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        assert cursor.fetchall(), "no connection of the web to close"
+    statuses = [e2e.request("GET", history, tenant.api_raw, tenant.external_id)[0]
+                for _ in range(24)]
+    assert statuses == [200] * 24, (statuses, e2e.logs()[-3000:])

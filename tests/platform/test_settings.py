@@ -51,7 +51,7 @@ def test_environment_overrides_defaults(tmp_path):
         PORT="9000",
         ALLOWED_HOSTS="profiling.example.com",
     )
-    assert s["db"] == "django.db.backends.postgresql"
+    assert s["db"] == "profiling_platform.postgresql"  # Django's, with a cheaper health check
     assert s["db_name"] == "somewhere"
     assert s["broker"] == "redis://127.0.0.1:6379/3"
     assert s["debug"] is True
