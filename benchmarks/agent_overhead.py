@@ -54,8 +54,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -401,7 +401,7 @@ def measure_callgrind(scale: float) -> None:
     configs = ["unprofiled", "memory", "alloc", "mutex", "in-thread"]
     jobs = [(config, s) for config in configs for s in (scale, 0.0)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        counts = dict(zip(jobs, pool.map(lambda job: _instructions(*job), jobs)))
+        counts = dict(zip(jobs, pool.map(lambda job: _instructions(*job), jobs), strict=True))
     work = {config: counts[(config, scale)] - counts[(config, 0.0)] for config in configs}
     print(f"instructions of the workload (callgrind, scale {scale}), ratio to unprofiled "
           f"({work['unprofiled'] / 1e6:.0f} M):")
