@@ -158,7 +158,8 @@ def queries_per_get(profile_id: str, api_token: str) -> tuple[int, int]:
     return len(queries), len(response.content)
 
 
-def start_platform(env: dict, port: int, logs: Path, threads: int = 4) -> list[subprocess.Popen]:
+def start_platform(env: dict, port: int, logs: Path, threads: int = 4,
+                   worker_nice: int = 0) -> list[subprocess.Popen]:
     commands = {
         "web": [str(BIN / "gunicorn"), "profiling_platform.wsgi", "--bind", f"127.0.0.1:{port}",
                 "--workers", "2", "--threads", str(threads), "--timeout", "60",
@@ -170,7 +171,8 @@ def start_platform(env: dict, port: int, logs: Path, threads: int = 4) -> list[s
     }
     return [
         subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(logs / f"{name}.log", "wb"),
-                         stderr=subprocess.STDOUT, start_new_session=True)
+                         stderr=subprocess.STDOUT, start_new_session=not (name == "worker" and worker_nice),
+                         preexec_fn=(lambda: lower_priority(worker_nice)) if name == "worker" and worker_nice else None)
         for name, command in commands.items()
     ]
 
@@ -228,6 +230,9 @@ def main() -> None:
                         help="niceness of the agent processes: 19 stands in for agents on hosts of "
                              "their own (here they share the platform's cores); with the kernel's "
                              "autogroup scheduling it is the niceness of their own session's group")
+    parser.add_argument("--worker-nice", type=int, default=0,
+                        help="niceness of the Celery worker (and its session's group): the web answers "
+                             "people and agents, the worker's processing can wait")
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_load")
@@ -240,7 +245,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PROFILING_REAPER_PERIOD_SECONDS": "2"}
-    processes = start_platform(env, port, scratch, args.web_threads)
+    processes = start_platform(env, port, scratch, args.web_threads, args.worker_nice)
     agents: list[subprocess.Popen] = []
     try:
         wait_healthy(url)
@@ -295,7 +300,7 @@ def main() -> None:
 
 
 def lower_priority(niceness: int) -> None:
-    """In the agent's child before exec: its own session, and that session's scheduling group niced.
+    """In a child (an agent, or the worker) before exec: its own session, and that session's scheduling group niced.
 
     With autogroup scheduling (the kernel default on desktops and many VMs) the CPU is shared
     between sessions first, so a process's own niceness only ranks it within its session; the
@@ -480,6 +485,8 @@ def run_load(args, client: Client, services: list[str], baseline: list[float], a
     completed, failed = statuses.count("completed"), statuses.count("failed")
     never = len(statuses) - completed - failed
     where = f"agents at nice {args.agent_nice}" if args.agent_nice else "agents sharing the platform's cores"
+    if args.worker_nice:
+        where += f", worker at nice {args.worker_nice}"
     print(f"({where}; {os.cpu_count()} cores; gunicorn 2 workers x {args.web_threads} threads)")
     print(f"load: {args.agents} agents over {len(services)} services, {args.runs} runs of {args.types} "
           f"({args.duration} s each) requested at {args.rate:g}/s; all requested in {started_for:.1f} s, "

@@ -701,6 +701,22 @@ def test_the_stack_sampler_keeps_the_requested_rate_when_its_profiler_restarts()
 
 
 @needs_in_process
+def test_between_runs_the_stack_sampler_slows_to_its_idle_interval():
+    """The profiler outlives its runs (a restart samples wrong for a while), but between runs
+    it samples at the idle interval, not the rate asked: kept at 100 Hz, an idle agent paid
+    ~1.75 % of a core after its first cpu profile, for the rest of its life."""
+    with running(spinner):
+        with cpu_window_underway(duration_seconds=2, sample_rate=100):
+            during = ddprof._session.interval
+        after = ddprof._session.interval
+        profile = collectors.collect("cpu", duration_seconds=1, sample_rate=100)
+    assert during < ddprof.SAMPLER_IDLE_INTERVAL_SECONDS == after
+    # the next run samples at its rate again: about 100 passes a second over the spinner
+    spinner_samples = sum(s["count"] for s in profile["samples"] if s["thread"] == "spinner")
+    assert spinner_samples / profile["durationSeconds"] > 100 / 4, profile["notes"]
+
+
+@needs_in_process
 def test_a_sampler_that_would_take_a_core_is_slowed_to_its_budget():
     """200 threads parked 100 frames deep, sampled at the 1,000 Hz the API allows: sampling at
     the rate asked would keep a core busy (measured: the whole core, 36 passes a second, when

@@ -68,11 +68,23 @@ def two_cpu_hogs():
         proc.wait(10)
 
 
+# A machine is quiet when the rest of it keeps under a tenth of a core busy (0.0-0.01 here with
+# nothing else running). CI may run the platform beside the suite (`make run`: web, worker, beat
+# and the demo service), so the quiet test measures that rather than assumes it.
+QUIET_OTHER_CORES = 0.1
+
+
 @needs_in_process
 def test_in_process_cpu_shares_match_measured_cpu_time():
     # 8 s: the sampler keeps to ~1 % of the CPU (~40 Hz here), and over 4 s the split of one
-    # thread between two functions alone varied by about 1.2 points (one standard deviation)
-    assert_matches_truth(run_program("--engine", "stack-sampler", duration=8), 0.03)
+    # thread between two functions alone varied by about 1.2 points (one standard deviation);
+    # over 8 s quiet, 8 runs on 3.10: every error within 1.4 points (sd 0.6 at most)
+    result = run_program("--engine", "stack-sampler", duration=8)
+    quiet = result["otherCores"] < QUIET_OTHER_CORES
+    # on a busy machine the bound is the one asked for beside other CPU-bound work
+    result["notes"].append(f"the rest of the machine kept {result['otherCores']:.2f} cores busy: "
+                           + ("quiet, within 3 points" if quiet else "not quiet, within 5 points"))
+    assert_matches_truth(result, 0.03 if quiet else 0.05)
 
 
 @needs_in_process

@@ -136,11 +136,14 @@ def test_nested_labels_in_two_threads_and_none_outside_the_blocks():
     with running(acme, globex, plain, names=["acme-worker", "globex-worker", "plain-worker"]):
         profile = yappi_cpu(1.5)
     acme_co, globex_co, pro = ("customer", "acme"), ("customer", "globex"), ("plan", "pro")
-    in_acme = labels_by_function(profile, "acme-worker")
-    assert in_acme["outer_work"] == {(acme_co,)}
-    assert in_acme["inner_work"] == {(acme_co, pro)}
-    assert in_acme["unlabelled_work"] == {()}
-    assert labels_by_function(profile, "globex-worker")["outer_work"] == {(globex_co,)}
+    # on a miss, what each thread of the profile held (one CI run found no outer_work in globex)
+    seen = {thread: labels_by_function(profile, thread)
+            for thread in {sample["thread"] for sample in profile["samples"]}}
+    in_acme = seen.get("acme-worker", {})
+    assert in_acme.get("outer_work") == {(acme_co,)}, seen
+    assert in_acme.get("inner_work") == {(acme_co, pro)}, seen
+    assert in_acme.get("unlabelled_work") == {()}, seen
+    assert seen.get("globex-worker", {}).get("outer_work") == {(globex_co,)}, seen
     assert {labels_of(s) for s in profile["samples"] if s["thread"] == "plain-worker"} == {()}
     assert "does not attach labels" not in " ".join(profile["notes"])
 

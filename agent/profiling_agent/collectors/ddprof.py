@@ -78,6 +78,11 @@ SAMPLER_BUDGET_PERCENT = 1.0
 SAMPLER_FLOOR_CORE_PERCENT = 0.5
 SAMPLER_GOVERN_SECONDS = 1.0
 SAMPLER_MAX_INTERVAL_SECONDS = 1.0  # a pass a second at least: every window sees its threads
+# With no run collecting, the profiler keeps running (see _Session) but slowly: at the rate asked
+# an idle agent paid ~1.75 % of a core after its first cpu profile, forever. Not slower: a run's
+# first sample of each thread carries the CPU since the pass before it joined (at most this).
+SAMPLER_IDLE_INTERVAL_SECONDS = 0.05
+IDLE_FLUSH_SECONDS = 60.0  # while idle, what the sampler gathered is dropped this often (memory)
 _MAX_FRAMES = 128
 _MAX_THREADS = 1000  # the most ddtrace takes
 
@@ -309,7 +314,8 @@ class _Run:
 
 class _Session:
     """The process's one ddtrace profiler: started by the first run, then kept sampling at the
-    rate asked, slowed only to keep within its CPU budget (``_govern``); one resumed after
+    rate asked, slowed only to keep within its CPU budget (``_govern``), and between runs at the
+    idle interval (SAMPLER_IDLE_INTERVAL_SECONDS), not stopped: one resumed after
     ``pause_sampling`` sampled wrong for a while (the block shares of Django routes came 10
     points off after a resume)."""
 
@@ -346,8 +352,7 @@ class _Session:
         with self.lock:
             self._flush()
             self.runs.discard(run)
-            if self.runs:
-                self._set_rate()
+            self._set_rate()
 
     def shutdown(self) -> None:
         """At the interpreter's exit: the native sampler thread is joined now, while Python
@@ -415,7 +420,8 @@ class _Session:
                 time.sleep(0.002)
 
     def _set_rate(self) -> None:
-        """A fixed interval: that of the highest sampleRate asked, times ``slowdown``.
+        """A fixed interval: that of the highest sampleRate asked, times ``slowdown``; with no
+        run collecting, the idle interval.
 
         ddtrace's adaptive sampling is off: measured, it sampled a fresh process's first windows
         at 2-4 times the rate asked (185 Hz for 50, at 5.6 % of the process's CPU, CPython 3.11;
@@ -423,6 +429,8 @@ class _Session:
         fork, or a shutdown), at ~1,000 Hz whatever was asked; the fixed interval keeps the rate
         asked (46-64 Hz for 50) at 1.2-1.9 %."""
         self.interval = min(self.slowdown / self._rate_asked(), SAMPLER_MAX_INTERVAL_SECONDS)
+        if not self.runs:
+            self.interval = max(self.interval, SAMPLER_IDLE_INTERVAL_SECONDS)
         _stack = self.classes[1]
         _stack.set_adaptive_sampling(False)
         _stack.set_interval(self.interval)
@@ -458,8 +466,8 @@ class _Session:
         if time.monotonic() - mark[0] < 3 * self.interval:
             return  # too few sampling passes since the last look to tell their cost
         self.cost_mark = now = self._cost_now()
-        if not self.runs:
-            return
+        if not self.runs and now[0] - self.flushed_at >= IDLE_FLUSH_SECONDS:
+            self._flush()  # no run to give it to: dropped
         wall, spent = now[0] - mark[0], now[2] - mark[2]
         host = max(now[1] - mark[1] - spent, 0.0)
         allowed = max(SAMPLER_BUDGET_PERCENT / 100 * host, SAMPLER_FLOOR_CORE_PERCENT / 100 * wall)

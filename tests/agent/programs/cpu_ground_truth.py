@@ -145,6 +145,15 @@ def _per_thread(profile: dict) -> dict[str, dict[str, float]]:
     return out
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (user, nice, system, irq,
+    softirq and steal: time a core was not the idle loop's or was taken by the hypervisor)."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--engine", default="stack-sampler")
@@ -168,6 +177,7 @@ def main() -> None:
                            engine=args.engine)
     before_by_thread = {name: dict(spent) for name, spent in BY_THREAD.items()}
     process_before = time.process_time()
+    machine_before = machine_busy_seconds()
     main_before = time.thread_time()
     wall_before = time.perf_counter()
     error = None
@@ -179,6 +189,8 @@ def main() -> None:
     wall = time.perf_counter() - wall_before
     # the collecting (main) thread's own CPU is the profiler's, and is not in the profile
     on_cpu = (time.process_time() - process_before) - (time.thread_time() - main_before)
+    # how many cores the rest of the machine kept busy meanwhile: is it the quiet machine asked for?
+    others = (machine_busy_seconds() - machine_before) - (time.process_time() - process_before)
     by_thread = {name: {fn: BY_THREAD[name][fn] - before_by_thread[name][fn] for fn in spent}
                  for name, spent in BY_THREAD.items()}
     spent = dict.fromkeys((fn.__name__ for fn in WORKERS), 0.0)
@@ -191,6 +203,7 @@ def main() -> None:
     out = {
         "error": error,
         "wallSeconds": wall,
+        "otherCores": max(0.0, others) / wall,
         "onCpuSeconds": on_cpu,
         "measured": {name: seconds / on_cpu for name, seconds in spent.items()},
         "measuredSeconds": spent,
