@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/agent_overhead.py [--rounds 5] [--scale 1.0] [--only cpu,all]
                                                   [--design] [--labels] [--threads all]
-                                                  [--callgrind]
+                                                  [--callgrind] [--idle]
 
 Every run is a fresh interpreter (``--child CONFIG``) doing the same fixed amount of work in
 six threads: recursive templating and fib (pure Python), json/re/sha256, allocation churn
@@ -43,6 +43,14 @@ work), more than the few points the targets are about; two measures that do not:
   wrapper, and the processing of their runs), in instructions (valgrind), ratio to the
   unprofiled run's; scale 0.3 takes a few minutes. The stack sampler is not counted this way:
   it samples by the wall clock, which valgrind slows fiftyfold.
+
+``--idle``: what an agent costs between runs, once it has collected a cpu profile (the stack
+sampler's profiler then keeps running): a light service (a thread doing a little work every 10 ms)
+in a fresh interpreter collects cpu for a second, then idles 5 s; the sampler's native threads'
+CPU in those 5 s by their own clocks, as a share of a core, beside the same with the idle
+interval set to the rate asked (100 Hz; the governor's budget still applies: before both, an idle
+agent's sampler ran ungoverned at 100 Hz, +1.75 % of a core measured), and the whole process's
+CPU against a process that never profiled, in the same rounds.
 
 Never fails: a configuration that errors is reported as such and the script exits 0.
 """
@@ -279,6 +287,59 @@ def run_child(config: str, scale: float, warm: bool = False) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+IDLE_MODES = ("never-profiled", "idle-interval", "idle-at-100-hz")
+
+
+def idle_child(mode: str) -> dict:
+    """In a fresh interpreter: a light service, one cpu profile (except never-profiled), then
+    5 s idle; the idle seconds' CPU of the process and of the sampler's native threads."""
+    from profiling_agent import collectors
+    from profiling_agent.collectors import ddprof
+
+    stop = threading.Event()
+
+    def service() -> None:
+        while not stop.wait(0.01):
+            sum(range(2000))
+
+    threading.Thread(target=service, daemon=True).start()
+    if mode == "idle-at-100-hz":
+        ddprof.SAMPLER_IDLE_INTERVAL_SECONDS = 1 / SAMPLE_RATE
+    if mode != "never-profiled":
+        collectors.collect("cpu", duration_seconds=1, sample_rate=SAMPLE_RATE)
+    time.sleep(0.5)  # the governor's first look after the run
+    native0 = _thread_cpu_by_name().get("native threads (the stack sampler's)", 0.0)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    time.sleep(5)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    native = _thread_cpu_by_name().get("native threads (the stack sampler's)", 0.0) - native0
+    stop.set()
+    return {"wall": wall, "cpu": cpu, "sampler": native}
+
+
+def measure_idle(rounds: int) -> None:
+    results: dict[str, list[dict]] = {mode: [] for mode in IDLE_MODES}
+    for round_no in range(rounds):
+        shift = round_no % len(IDLE_MODES)
+        for mode in IDLE_MODES[shift:] + IDLE_MODES[:shift]:
+            proc = subprocess.run([sys.executable, __file__, "--idle-child", mode],
+                                  capture_output=True, text=True, timeout=120, cwd=ROOT)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            if lines:
+                results[mode].append(json.loads(lines[-1]))
+            else:
+                print(f"  {mode}: exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    base = [r["cpu"] / r["wall"] for r in results["never-profiled"]]
+    print(f"between runs, after one cpu profile ({rounds} rounds, medians; % of a core):")
+    for mode in IDLE_MODES:
+        if not results[mode]:
+            continue
+        process = statistics.median(r["cpu"] / r["wall"] for r in results[mode])
+        sampler = statistics.median(r["sampler"] / r["wall"] for r in results[mode])
+        ratio = f", {process / statistics.median(base):.2f}x the never-profiled process" if base else ""
+        print(f"  {mode:<15} process {100 * process:5.2f} %  sampler threads {100 * sampler:5.2f} %{ratio}")
+
+
 def labelled_loop(iterations: int, with_labels: bool) -> float:
     """CPU seconds of this thread (other load on the machine does not count) for
     ``iterations`` small units of work, each inside a labels block or not."""
@@ -421,11 +482,20 @@ def main() -> None:
                         help="only each agent thread's CPU share in a second window of CONFIG")
     parser.add_argument("--callgrind", action="store_true",
                         help="only the instructions the hooks add inside the service's threads")
+    parser.add_argument("--idle", action="store_true",
+                        help="only what an agent costs between runs, after a cpu profile")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--idle-child", help=argparse.SUPPRESS)
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.scale, args.warm)), flush=True)
+        return
+    if args.idle_child:
+        print(json.dumps(idle_child(args.idle_child)), flush=True)
+        return
+    if args.idle:
+        measure_idle(args.rounds)
         return
     if args.threads:
         measure_threads(args.threads, args.rounds, args.scale)
