@@ -255,6 +255,9 @@ def child(config: str, scale: float, warm: bool = False) -> dict:
             "childCpu": child_cpu, "workCpu": work_cpu, "threads": threads, **outcome}
 
 
+NATIVE_THREADS = "native threads (the stack sampler's)"
+
+
 def _thread_cpu_by_name() -> dict[str, float]:
     """CPU seconds of each thread of this process (/proc), by its Python name; the threads with
     none (the stack sampler's native ones) together."""
@@ -263,7 +266,7 @@ def _thread_cpu_by_name() -> dict[str, float]:
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/schedstat") as handle:
-                name = names.get(int(tid), "native threads (the stack sampler's)")
+                name = names.get(int(tid), NATIVE_THREADS)
                 out[name] = out.get(name, 0.0) + int(handle.read().split()[0]) / 1e9
         except (OSError, ValueError):
             continue
@@ -272,17 +275,23 @@ def _thread_cpu_by_name() -> dict[str, float]:
 
 def run_child(config: str, scale: float, warm: bool = False) -> dict:
     factor = SCALE.get(config, 1.0)
+    result = _child_result(["--child", config, "--scale", str(scale * factor)]
+                           + (["--warm"] if warm else []))
+    if "error" not in result:
+        result["wall"] /= factor
+        result["cpu"] /= factor
+    return result
+
+
+def _child_result(arguments: list[str], timeout: float = 600) -> dict:
+    """This script in a fresh interpreter; the JSON line it prints last, or {"error": ...}."""
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", config, "--scale",
-                               str(scale * factor)] + (["--warm"] if warm else []),
-                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        proc = subprocess.run([sys.executable, __file__, *arguments],
+                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
             return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
-        result = json.loads(lines[-1])
-        result["wall"] /= factor
-        result["cpu"] /= factor
-        return result
+        return json.loads(lines[-1])
     except Exception as exc:  # noqa: BLE001 - the benchmark reports, it never fails
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -308,11 +317,11 @@ def idle_child(mode: str) -> dict:
     if mode != "never-profiled":
         collectors.collect("cpu", duration_seconds=1, sample_rate=SAMPLE_RATE)
     time.sleep(0.5)  # the governor's first look after the run
-    native0 = _thread_cpu_by_name().get("native threads (the stack sampler's)", 0.0)
+    native0 = _thread_cpu_by_name().get(NATIVE_THREADS, 0.0)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     time.sleep(5)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    native = _thread_cpu_by_name().get("native threads (the stack sampler's)", 0.0) - native0
+    native = _thread_cpu_by_name().get(NATIVE_THREADS, 0.0) - native0
     stop.set()
     return {"wall": wall, "cpu": cpu, "sampler": native}
 
@@ -322,13 +331,11 @@ def measure_idle(rounds: int) -> None:
     for round_no in range(rounds):
         shift = round_no % len(IDLE_MODES)
         for mode in IDLE_MODES[shift:] + IDLE_MODES[:shift]:
-            proc = subprocess.run([sys.executable, __file__, "--idle-child", mode],
-                                  capture_output=True, text=True, timeout=120, cwd=ROOT)
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-            if lines:
-                results[mode].append(json.loads(lines[-1]))
+            result = _child_result(["--idle-child", mode], timeout=120)
+            if "error" in result:
+                print(f"  {mode}: {result['error']}")
             else:
-                print(f"  {mode}: exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+                results[mode].append(result)
     base = [r["cpu"] / r["wall"] for r in results["never-profiled"]]
     print(f"between runs, after one cpu profile ({rounds} rounds, medians; % of a core):")
     for mode in IDLE_MODES:

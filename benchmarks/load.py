@@ -169,12 +169,19 @@ def start_platform(env: dict, port: int, logs: Path, threads: int = 4,
         "beat": [str(BIN / "celery"), "-A", "profiling_platform", "beat", "--loglevel", "WARNING",
                  "-s", str(logs / "beat-schedule")],
     }
+    niceness = {"worker": worker_nice}
     return [
         subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(logs / f"{name}.log", "wb"),
-                         stderr=subprocess.STDOUT, start_new_session=not (name == "worker" and worker_nice),
-                         preexec_fn=(lambda: lower_priority(worker_nice)) if name == "worker" and worker_nice else None)
+                         stderr=subprocess.STDOUT, **own_session(niceness.get(name, 0)))
         for name, command in commands.items()
     ]
+
+
+def own_session(niceness: int) -> dict:
+    """Popen arguments: the child in a session of its own, niced (``lower_priority``) if asked."""
+    if niceness:
+        return {"preexec_fn": lambda: lower_priority(niceness)}
+    return {"start_new_session": True}
 
 
 def wait_healthy(url: str, timeout: float = 60) -> None:

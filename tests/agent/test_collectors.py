@@ -708,7 +708,8 @@ def test_between_runs_the_stack_sampler_slows_to_its_idle_interval():
     def interval_and_rate_asked() -> tuple[float, float]:
         """The sampler's interval and the one the rate asked would give, governor included."""
         with ddprof._session.lock:
-            return ddprof._session.interval, min(ddprof._session.slowdown / 100, 1.0)
+            return ddprof._session.interval, min(ddprof._session.slowdown / 100,
+                                                 ddprof.SAMPLER_MAX_INTERVAL_SECONDS)
 
     with running(spinner):
         with cpu_window_underway(duration_seconds=2, sample_rate=100):

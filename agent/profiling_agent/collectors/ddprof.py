@@ -296,6 +296,10 @@ class _LabelLinks:
                 labels = (self.ids.get(label_id, ()) if label_id
                           else self.held_at_start.get(tags.get("thread id"), ()))
             tags[_LABELS] = labels
+        self.prune(recent)
+
+    def prune(self, recent: set[int]) -> None:
+        """Drop the ids no sample can still carry, once the table is large."""
         if len(self.ids) > _LABEL_IDS_KEPT:
             keep = recent | self.recent | {self._id(labels) for labels in
                                            labels_api.threads_labelled().values()}
@@ -467,7 +471,7 @@ class _Session:
             return  # too few sampling passes since the last look to tell their cost
         self.cost_mark = now = self._cost_now()
         if not self.runs and now[0] - self.flushed_at >= IDLE_FLUSH_SECONDS:
-            self._flush()  # no run to give it to: dropped
+            self._flush()
         wall, spent = now[0] - mark[0], now[2] - mark[2]
         host = max(now[1] - mark[1] - spent, 0.0)
         allowed = max(SAMPLER_BUDGET_PERCENT / 100 * host, SAMPLER_FLOOR_CORE_PERCENT / 100 * wall)
@@ -494,6 +498,10 @@ class _Session:
         self.flushed_at = time.monotonic()
         recent_labels = self.label_links.begin_flush()
         self.profiler._scheduler.flush()
+        if not self.runs:  # no run collecting: what was sampled is no one's, dropped undecoded
+            self._discard_files()
+            self.label_links.prune(recent_labels)
+            return
         paths = self._files(".pprof")
         profiles = []
         for path in paths:

@@ -29,6 +29,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 from profiling_agent import collectors  # noqa: E402
 
+from benchmarks.load import machine_busy_seconds  # noqa: E402 - the load benchmark's /proc/stat reading
+
 STOP = threading.Event()
 BY_THREAD: dict[str, dict[str, float]] = {}  # thread -> function -> CPU seconds
 BUFFER = os.urandom(1 << 20)
@@ -143,15 +145,6 @@ def _per_thread(profile: dict) -> dict[str, dict[str, float]]:
         for name in hit or {"(other)"}:
             mine[name] = mine.get(name, 0.0) + sample["value"] / 1e9
     return out
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds every core of the machine has spent busy since boot (user, nice, system, irq,
-    softirq and steal: time a core was not the idle loop's or was taken by the hypervisor)."""
-    with open("/proc/stat") as handle:
-        fields = [int(value) for value in handle.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
